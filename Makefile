@@ -1,0 +1,48 @@
+# medserve: every command a user runs is a target here. `make help` lists them.
+# Each target bootstraps .venv from a fresh clone before it runs.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+REPO ?= model_repository
+MODEL ?= medcnn
+WORK ?= work
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test test-unit test-integration k8s-check lint typecheck demo train export \
+	verify serve compat loadtest bench bench-quick clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): export/pyproject.toml client/pyproject.toml requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ./export -e "./client[dicom]" -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP) ## Create .venv with both distributions (editable) and the test tools
+
+test: $(STAMP) ## Run the whole test suite: lint, unit, integration (real Triton), k8s checks
+	$(BIN)/ruff check .
+	$(BIN)/pytest tests
+
+test-unit: $(STAMP) ## Run the unit tests only (no server)
+	$(BIN)/pytest tests/unit
+
+test-integration: $(STAMP) ## Run the integration tests against a real local tritonserver
+	$(BIN)/pytest tests/integration
+
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+typecheck: $(STAMP) ## mypy only
+	$(BIN)/mypy
+
+clean: ## Remove generated artifacts (keeps .venv)
+	rm -rf $(WORK) loadtest/results .pytest_cache .mypy_cache .ruff_cache
+	find $(REPO) -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

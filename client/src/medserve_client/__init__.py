@@ -1,0 +1,3 @@
+"""medserve-client: call a medserve classifier served by Triton."""
+
+__all__: list[str] = []

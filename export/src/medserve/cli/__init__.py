@@ -1,0 +1,72 @@
+"""The ``medserve`` command line: train, export, verify, serve.
+
+Usage::
+
+    medserve train --synthetic --output work/model
+    medserve export work/model/model.keras --repo model_repository
+    medserve verify model_repository
+    medserve serve model_repository
+
+Each subcommand lives in its own module with ``add_parser(subparsers)`` and
+``run(args) -> int``; heavy imports (TensorFlow) happen inside ``run`` so that
+``medserve --help`` is instant. A :class:`~medserve.errors.MedServeError` is
+printed as one line and turned into its exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from medserve.errors import MedServeError
+
+# Subcommand modules, in the order `medserve --help` lists them.
+SUBCOMMANDS = ("train", "export", "verify", "serve")
+
+log = logging.getLogger("medserve")
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
+    """Build the top-level parser; returns it and the subcommand modules by name."""
+    parser = argparse.ArgumentParser(
+        prog="medserve",
+        description="Train, export, verify and locally serve a medical-image classifier on Triton.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    modules: dict[str, object] = {}
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"medserve.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"medserve.cli.{name}":
+                raise
+            continue  # Not built yet in this checkout.
+        module.add_parser(subparsers)
+        modules[name] = module
+    return parser, modules
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit status."""
+    parser, modules = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(modules[args.command].run(args))  # type: ignore[attr-defined]
+    except MedServeError as exc:
+        print(f"medserve {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"medserve {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
