@@ -1,0 +1,220 @@
+"""``loadtest/run``: one headless locust run with exact percentiles and Triton's view.
+
+Usage::
+
+    loadtest/run                                   # local Triton on model_repository/, 30 s
+    loadtest/run --users 32 --run-time 2m --batch-size 4 --input-mode encoded
+    loadtest/run --host grpc://triton.example:8001 --labels normal,lesion
+    loadtest/run --protocol http --host http://127.0.0.1:8000 --shape step --max-users 32
+
+Without ``--host`` it starts the local Triton (``medserve.local_triton.LocalTriton``)
+on ``--repo`` and stops it afterwards, whatever happens. It runs locust
+headless as a subprocess and writes into ``--out``: locust's CSV files and HTML
+report, every request's latency (``samples.csv``) and ``summary.json`` with
+throughput in inferences/s (batch size counted), exact p50/p90/p95/p99,
+failures, and the server-side window diffed from Triton's statistics API
+(inferences per execution, mean queue and compute time). The exit status is
+locust's: 1 when a threshold (``--max-failure-ratio``, ``--max-p95-ms``) was crossed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import medload_stats
+from medload_latency import latency_summary, throughput
+from medload_samples import read_samples
+
+log = logging.getLogger("loadtest.run")
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+LOCUSTFILES = {"grpc": HERE / "locustfile_grpc.py", "http": HERE / "locustfile_http.py"}
+SHAPE_FILE = HERE / "shape_step_ramp.py"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``loadtest/run`` command line."""
+    parser = argparse.ArgumentParser(
+        prog="loadtest/run", description="Run a headless locust load test against Triton."
+    )
+    parser.add_argument("--host", default="", help="Triton address; empty: start a local one")
+    parser.add_argument("--protocol", choices=sorted(LOCUSTFILES), default="grpc")
+    parser.add_argument("--repo", type=Path, default=ROOT / "model_repository")
+    parser.add_argument("--model", default="medcnn")
+    parser.add_argument(
+        "--users", type=int, default=16, help="Concurrent users (requests in flight)"
+    )
+    parser.add_argument("--spawn-rate", type=float, default=16.0, help="Users started per second")
+    parser.add_argument("--run-time", default="30s", help="Locust duration, e.g. 30s, 2m")
+    parser.add_argument("--shape", choices=("none", "step"), default="none")
+    parser.add_argument("--step-users", type=int, default=4)
+    parser.add_argument("--step-time-s", type=float, default=30.0)
+    parser.add_argument("--max-users", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--input-mode", choices=("uint8", "encoded"), default="uint8")
+    parser.add_argument("--images", default="", help="Folder of images (default: generated)")
+    parser.add_argument(
+        "--labels", default="", help="Expected labels, comma-separated (local: labels.txt)"
+    )
+    parser.add_argument("--max-failure-ratio", type=float, default=0.0)
+    parser.add_argument("--max-p95-ms", type=float, default=0.0)
+    parser.add_argument("--out", type=Path, default=None, help="Output folder")
+    parser.add_argument(
+        "locust_args", nargs="*", help="Extra locust arguments, after '--'", metavar="LOCUST_ARG"
+    )
+    return parser
+
+
+def local_labels(repo: Path, model: str) -> str:
+    """The exported label list of ``model`` as a comma-separated string ('' if absent)."""
+    path = repo / model / "labels.txt"
+    if not path.is_file():
+        return ""
+    return ",".join(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line)
+
+
+def stats_client(protocol: str, host: str) -> Any:
+    """A tritonclient for the statistics API of ``host`` (scheme stripped)."""
+    address = host.split("://", 1)[-1].rstrip("/")
+    if protocol == "grpc":
+        import tritonclient.grpc as grpcclient
+
+        return grpcclient.InferenceServerClient(url=address)
+    import tritonclient.http as httpclient
+
+    return httpclient.InferenceServerClient(url=address, ssl=host.startswith("https://"))
+
+
+def locust_command(args: argparse.Namespace, host: str, out: Path, labels: str) -> list[str]:
+    """The headless locust command line for ``args``."""
+    files = [str(LOCUSTFILES[args.protocol])]
+    load: list[str] = []
+    if args.shape == "step":
+        files.append(str(SHAPE_FILE))
+        load = [
+            f"--step-users={args.step_users}",
+            f"--step-time-s={args.step_time_s}",
+            f"--max-users={args.max_users}",
+        ]
+    else:
+        load = [
+            f"--users={args.users}",
+            f"--spawn-rate={args.spawn_rate}",
+            f"--run-time={args.run_time}",
+        ]
+    command = [
+        sys.executable, "-m", "locust", "-f", ",".join(files), "--headless", "--only-summary",
+        f"--host={host}", f"--csv={out / 'locust'}", f"--html={out / 'report.html'}",
+        "--stop-timeout=10", f"--model={args.model}", f"--batch-size={args.batch_size}",
+        f"--input-mode={args.input_mode}", f"--samples-file={out / 'samples.csv'}",
+        f"--max-failure-ratio={args.max_failure_ratio}", f"--max-p95-ms={args.max_p95_ms}",
+        *load,
+    ]  # fmt: skip
+    if args.images:
+        command.append(f"--images={args.images}")
+    if labels:
+        command.append(f"--labels={labels}")
+    return command + list(args.locust_args)
+
+
+def _snapshot(client: Any) -> dict[str, medload_stats.ModelCounters] | str:
+    try:
+        return medload_stats.snapshot(client)
+    except Exception as exc:  # A restricted statistics API must not fail the load test.
+        return f"statistics unavailable: {type(exc).__name__}: {str(exc)[:200]}"
+
+
+def summarize(
+    args: argparse.Namespace, host: str, out: Path, exit_code: int, server: dict[str, Any] | str
+) -> dict[str, Any]:
+    """Build ``summary.json`` from the samples and the server window."""
+    samples = read_samples(out / "samples.csv", *sorted(out.glob("samples.csv.*")))
+    rate = throughput(samples)
+    total = rate["requests"] + rate["failures"]
+    return {
+        "target": {
+            "host": host,
+            "protocol": args.protocol,
+            "model": args.model,
+            "input_mode": args.input_mode,
+            "batch_size": args.batch_size,
+            "local_server": not args.host,
+        },
+        "load": {
+            "shape": args.shape,
+            "users": args.users if args.shape == "none" else args.max_users,
+            "run_time": args.run_time if args.shape == "none" else None,
+        },
+        "throughput": rate,
+        "latency_ms": latency_summary(samples.latency_ms[samples.ok]),
+        "failures": {
+            "count": rate["failures"],
+            "ratio": round(rate["failures"] / total, 6) if total else None,
+        },
+        "server": server,
+        "locust_exit_code": exit_code,
+        "files": {
+            "samples": "samples.csv",
+            "locust_csv": "locust_stats.csv",
+            "html": "report.html",
+        },
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one load test as ``args`` say; returns locust's exit status."""
+    out = args.out or ROOT / "loadtest" / "results" / time.strftime("run-%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in [out / "samples.csv", *out.glob("samples.csv.*")]:
+        stale.unlink(missing_ok=True)
+    labels = args.labels
+    with contextlib.ExitStack() as stack:
+        host = args.host
+        if not host:
+            from medserve.local_triton import LocalTriton
+
+            log.info("starting a local Triton on %s", args.repo)
+            server = stack.enter_context(LocalTriton(args.repo))
+            host = server.grpc_url if args.protocol == "grpc" else server.http_url
+            labels = labels or local_labels(args.repo, args.model)
+        if args.protocol == "http" and "://" not in host:
+            host = "http://" + host
+        client = stats_client(args.protocol, host)
+        stack.callback(client.close)
+        before = _snapshot(client)
+        command = locust_command(args, host, out, labels)
+        log.info("running: %s", " ".join(command))
+        exit_code = subprocess.run(command, cwd=HERE, check=False).returncode
+        after = _snapshot(client)
+    if isinstance(before, str) or isinstance(after, str):
+        server: dict[str, Any] | str = before if isinstance(before, str) else str(after)
+    else:
+        server = {k: v.to_dict() for k, v in medload_stats.diff(before, after).items()}
+    summary = summarize(args, host, out, exit_code, server)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    rate, latency = summary["throughput"], summary["latency_ms"]
+    log.info(
+        "%s inferences/s, p50 %s ms, p99 %s ms, %d failures; wrote %s",
+        rate["inferences_per_s"], latency["p50_ms"], latency["p99_ms"], rate["failures"],
+        out / "summary.json",
+    )  # fmt: skip
+    return exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``loadtest/run``."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
