@@ -1,0 +1,36 @@
+"""Datasets for training: image folders (PNG, JPEG, DICOM) and a synthetic set.
+
+Usage::
+
+    from medserve.data import load_image_folder, synthetic_dataset
+
+    data = load_image_folder(Path("data/chest"), image_size=(224, 224))
+    data = synthetic_dataset(count_per_class=160, image_size=(224, 224), seed=0)
+    train, validation = data.split(validation_split=0.2, seed=0)
+
+Importing this package imports numpy only; Pillow and pydicom are imported
+when a file is decoded, TensorFlow never.
+"""
+
+from medserve.data.dataset import LabelledImages, split_indices
+from medserve.data.folder import FolderListing, list_image_folder, load_image_folder
+from medserve.data.images import ImageDecodeError, image_kind, load_image
+from medserve.data.synthetic import (
+    generate_synthetic,
+    synthetic_dataset,
+    write_synthetic_folder,
+)
+
+__all__ = [
+    "FolderListing",
+    "ImageDecodeError",
+    "LabelledImages",
+    "generate_synthetic",
+    "image_kind",
+    "list_image_folder",
+    "load_image",
+    "load_image_folder",
+    "split_indices",
+    "synthetic_dataset",
+    "write_synthetic_folder",
+]

@@ -1,0 +1,460 @@
+"""Train the classifier on an image folder or the synthetic set; reuse a matching run.
+
+Usage::
+
+    result = train(TrainConfig(output=Path("work/model")))                  # synthetic
+    result = train(TrainConfig(output=Path("work/model"), data_dir=Path("data/chest"),
+                               epochs=30))
+    result.record["metrics"]   # {"val_accuracy": ..., "val_roc_auc": ..., "val_loss": ...}
+
+Keras ``fit`` with Adam and categorical cross-entropy (as in the source
+article), the Keras progress bar, and early stopping on the validation loss
+that restores the best epoch's weights. The network is fed float32 images in
+[0, 1], the same ``uint8 / 255`` the exported SavedModel applies to a request.
+
+Writes ``OUTPUT/model.keras`` and then ``OUTPUT/training.json`` (see
+:func:`build_record`), each atomically. When ``training.json`` already
+records the same fingerprint (data, every hyperparameter, the medserve
+version) and the model file it names is intact, training is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from medserve.data import LabelledImages, list_image_folder, load_image_folder, synthetic_dataset
+from medserve.data.synthetic import GENERATOR_VERSION
+from medserve.errors import UsageError
+from medserve.metrics import accuracy, roc_auc
+from medserve.training_record import (
+    MODEL_FILENAME,
+    TRAINING_FILENAME,
+    record_matches,
+    run_fingerprint,
+    save_model_atomic,
+    sha256_file,
+    sha256_text,
+    write_json_atomic,
+)
+
+if TYPE_CHECKING:
+    import keras
+
+log = logging.getLogger(__name__)
+
+DEFAULT_IMAGE_SIZE = (224, 224)
+# Measured on the 2-core development CPU at 224x224 with the reference CNN:
+# see the README of the training section (about 1-2 minutes, val accuracy >= 0.9).
+SYNTHETIC_SAMPLES_PER_CLASS = 160
+SYNTHETIC_EPOCHS = 6
+# Image folders: an upper bound; early stopping usually ends sooner.
+FOLDER_EPOCHS = 30
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Everything that decides a training run.
+
+    Attributes:
+        output: Folder for ``model.keras`` and ``training.json`` (created).
+        data_dir: Image folder (one subfolder per class); None for the synthetic set.
+        image_size: ``(height, width)``; None means 224x224, or the input size
+            of ``base_model`` when one is given.
+        epochs: Most epochs; None means the default of the data source.
+        batch_size: Images per step.
+        learning_rate: Adam's learning rate.
+        validation_split: Fraction of each class held out, in (0, 1).
+        seed: Seeds the split, the synthetic data, the weights and the shuffling.
+        samples_per_class: Synthetic images per class (synthetic only).
+        filters: Filters of the reference CNN's convolution blocks.
+        dense_units: Units of its hidden dense layer.
+        patience: Epochs without a better val_loss before stopping.
+        base_model: A user's ``.keras``/``.h5`` classifier to fine-tune instead.
+        retrain: Train even when a matching run exists.
+        verbose: Keras ``fit`` verbosity (1: progress bar, 0: silent).
+    """
+
+    output: Path
+    data_dir: Path | None = None
+    image_size: tuple[int, int] | None = None
+    epochs: int | None = None
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    validation_split: float = 0.2
+    seed: int = 0
+    samples_per_class: int | None = None
+    filters: tuple[int, ...] = (32, 64, 128)
+    dense_units: int = 128
+    patience: int = 3
+    base_model: Path | None = None
+    retrain: bool = False
+    verbose: int = field(default=1, compare=False)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs is None or self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (
+                0.0 < self.learning_rate < 1.0,
+                f"learning_rate must be in (0, 1), got {self.learning_rate}",
+            ),
+            (
+                0.0 < self.validation_split < 1.0,
+                f"validation_split must be in (0, 1), got {self.validation_split}",
+            ),
+            (self.patience >= 1, f"patience must be >= 1, got {self.patience}"),
+            (self.dense_units >= 1, f"dense_units must be >= 1, got {self.dense_units}"),
+            (
+                bool(self.filters) and all(f >= 1 for f in self.filters),
+                f"filters must be positive counts, got {list(self.filters)}",
+            ),
+            (
+                self.samples_per_class is None or self.data_dir is None,
+                "samples_per_class applies to the synthetic set only, not to a data folder",
+            ),
+            (
+                self.samples_per_class is None or self.samples_per_class >= 2,
+                f"samples_per_class must be >= 2, got {self.samples_per_class}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UsageError(message)
+        if self.image_size is not None:
+            _check_image_size(self.image_size, len(self.filters) if not self.base_model else 0)
+
+    @property
+    def synthetic(self) -> bool:
+        """True when training on the built-in synthetic set."""
+        return self.data_dir is None
+
+    def resolved_epochs(self) -> int:
+        """``epochs``, or the default of the data source."""
+        if self.epochs is not None:
+            return self.epochs
+        return SYNTHETIC_EPOCHS if self.synthetic else FOLDER_EPOCHS
+
+    def resolved_samples_per_class(self) -> int:
+        """``samples_per_class``, or the synthetic default."""
+        return self.samples_per_class or SYNTHETIC_SAMPLES_PER_CLASS
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The settings that change the trained model, for the fingerprint and the record."""
+        return {
+            "image_size": list(self.image_size) if self.image_size else None,
+            "epochs": self.resolved_epochs(),
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "validation_split": self.validation_split,
+            "seed": self.seed,
+            "filters": list(self.filters),
+            "dense_units": self.dense_units,
+            "patience": self.patience,
+            "optimizer": "adam",
+            "loss": "categorical_crossentropy",
+        }
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` produced.
+
+    Attributes:
+        model_path: ``OUTPUT/model.keras``.
+        record_path: ``OUTPUT/training.json``.
+        record: The content of ``training.json``.
+        reused: True when a matching earlier run was kept and nothing was trained.
+    """
+
+    model_path: Path
+    record_path: Path
+    record: dict[str, Any]
+    reused: bool
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train (or reuse) a classifier as described by ``config``.
+
+    Raises:
+        UsageError: A bad output path, data folder, base model or setting.
+    """
+    output = config.output
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"output {output} is a file; give a folder for model.keras")
+    output.mkdir(parents=True, exist_ok=True)
+    model_path, record_path = output / MODEL_FILENAME, output / TRAINING_FILENAME
+
+    listing = list_image_folder(config.data_dir) if config.data_dir is not None else None
+    data_fingerprint = listing.fingerprint() if listing else _synthetic_fingerprint(config)
+    hyperparameters = config.hyperparameters()
+    if config.base_model is not None:
+        if not config.base_model.is_file():
+            raise UsageError(f"model file {config.base_model} does not exist")
+        hyperparameters["base_model_sha256"] = sha256_file(config.base_model)
+    fingerprint = run_fingerprint(
+        data_fingerprint=data_fingerprint, hyperparameters=hyperparameters
+    )
+
+    if not config.retrain and record_matches(output, fingerprint):
+        log.info(
+            "reusing %s: it was trained on the same data with the same settings "
+            "(fingerprint %s); pass --retrain to train again",
+            model_path,
+            fingerprint[:12],
+        )
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        return TrainResult(model_path, record_path, record, reused=True)
+
+    started = time.monotonic()
+    import keras
+
+    # Seeds Python, numpy and TensorFlow. Bitwise-identical runs on CPU would
+    # also need tf.config.experimental.enable_op_determinism(); it is a
+    # process-wide switch that slows some ops, so a library does not flip it.
+    keras.utils.set_random_seed(config.seed)
+    base = _load_base_model(config) if config.base_model is not None else None
+    image_size = _model_image_size(base) if base else (config.image_size or DEFAULT_IMAGE_SIZE)
+    if listing is not None:
+        data = load_image_folder(listing, image_size)
+    else:
+        data = synthetic_dataset(config.resolved_samples_per_class(), image_size, config.seed)
+    if base is not None:
+        _check_output_width(base, data.label_names, config)
+        model = base
+    else:
+        from medserve.model import build_reference_cnn
+
+        model = build_reference_cnn(
+            (image_size[0], image_size[1], 3),
+            num_classes=len(data.label_names),
+            filters=config.filters,
+            dense_units=config.dense_units,
+            seed=config.seed,
+        )
+    train_set, validation_set = data.split(
+        validation_split=config.validation_split, seed=config.seed
+    )
+    log.info(
+        "training on %d images, validating on %d (%s)",
+        len(train_set),
+        len(validation_set),
+        ", ".join(data.label_names),
+    )
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    history = model.fit(
+        _batches(train_set, config.batch_size, shuffle_seed=config.seed),
+        validation_data=_batches(validation_set, config.batch_size, shuffle_seed=None),
+        epochs=config.resolved_epochs(),
+        callbacks=[
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=config.patience, restore_best_weights=True
+            )
+        ],
+        verbose=config.verbose,
+    )
+    metrics = evaluate(model, validation_set, batch_size=config.batch_size)
+    log.info(
+        "validation: accuracy %.4f, ROC AUC %.4f, loss %.4f",
+        metrics["val_accuracy"],
+        metrics["val_roc_auc"],
+        metrics["val_loss"],
+    )
+
+    # The record goes first: a stale record must never describe a new model,
+    # even if the run dies between the two renames.
+    record_path.unlink(missing_ok=True)
+    save_model_atomic(model, model_path)
+    record = build_record(
+        data=data,
+        train_set=train_set,
+        validation_set=validation_set,
+        metrics=metrics,
+        history=history.history,
+        config=config,
+        hyperparameters=hyperparameters,
+        data_fingerprint=data_fingerprint,
+        fingerprint=fingerprint,
+        model_sha256=sha256_file(model_path),
+        duration_s=time.monotonic() - started,
+    )
+    write_json_atomic(record_path, record)
+    log.info("wrote %s and %s", model_path, record_path)
+    return TrainResult(model_path, record_path, record, reused=False)
+
+
+def evaluate(model: keras.Model, data: LabelledImages, *, batch_size: int = 32) -> dict[str, float]:
+    """Accuracy, ROC AUC and categorical cross-entropy of ``model`` on ``data``."""
+    probabilities = model.predict(_batches(data, batch_size, shuffle_seed=None), verbose=0)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    # Keras clips probabilities to [eps, 1 - eps] in its loss; do the same.
+    picked = np.clip(probabilities[np.arange(len(data)), data.labels], 1e-7, 1.0 - 1e-7)
+    return {
+        "val_accuracy": accuracy(data.labels, probabilities),
+        "val_roc_auc": roc_auc(data.labels, probabilities),
+        "val_loss": float(-np.mean(np.log(picked))),
+    }
+
+
+def build_record(
+    *,
+    data: LabelledImages,
+    train_set: LabelledImages,
+    validation_set: LabelledImages,
+    metrics: dict[str, float],
+    history: dict[str, list[float]],
+    config: TrainConfig,
+    hyperparameters: dict[str, Any],
+    data_fingerprint: str,
+    fingerprint: str,
+    model_sha256: str,
+    duration_s: float,
+) -> dict[str, Any]:
+    """The content of ``training.json`` (documented keys first, extras after)."""
+    import keras
+    import tensorflow as tf
+
+    import medserve
+
+    val_losses = history.get("val_loss", [])
+    return {
+        "labels": list(data.label_names),
+        "image_size": list(data.image_size),
+        "class_counts": {
+            "train": train_set.class_counts(),
+            "validation": validation_set.class_counts(),
+        },
+        "skipped_files": len(data.skipped_files),
+        "metrics": metrics,
+        "epochs_run": len(history.get("loss", [])),
+        "seed": config.seed,
+        "data_fingerprint": data_fingerprint,
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+        # Extras: enough to tell later what was trained, and to reuse it.
+        "best_epoch": int(np.argmin(val_losses)) + 1 if val_losses else None,
+        "history": {k: [float(v) for v in values] for k, values in history.items()},
+        "data_source": _describe_source(config),
+        "skipped_file_names": list(data.skipped_files),
+        "hyperparameters": hyperparameters,
+        "run_fingerprint": fingerprint,
+        "model_file": MODEL_FILENAME,
+        "model_sha256": model_sha256,
+        "medserve_version": medserve.__version__,
+        "train_duration_s": round(duration_s, 1),
+    }
+
+
+def _describe_source(config: TrainConfig) -> dict[str, Any]:
+    if config.data_dir is not None:
+        source: dict[str, Any] = {"kind": "folder", "path": str(config.data_dir)}
+    else:
+        source = {
+            "kind": "synthetic",
+            "samples_per_class": config.resolved_samples_per_class(),
+            "generator_version": GENERATOR_VERSION,
+        }
+    if config.base_model is not None:
+        source["base_model"] = str(config.base_model)
+    return source
+
+
+def _synthetic_fingerprint(config: TrainConfig) -> str:
+    params = {
+        "kind": "synthetic",
+        "generator_version": GENERATOR_VERSION,
+        "samples_per_class": config.resolved_samples_per_class(),
+        "image_size": list(config.image_size or DEFAULT_IMAGE_SIZE),
+        "seed": config.seed,
+    }
+    return sha256_text(json.dumps(params, sort_keys=True))
+
+
+def _load_base_model(config: TrainConfig) -> keras.Model:
+    from medserve.model import load_classifier
+
+    assert config.base_model is not None
+    model = load_classifier(config.base_model)
+    size = _model_image_size(model)
+    if config.image_size is not None and size != tuple(config.image_size):
+        raise UsageError(
+            f"model file {config.base_model} takes {size[0]}x{size[1]} images but image size "
+            f"{config.image_size[0]}x{config.image_size[1]} was asked; omit --image-size "
+            "to use the model's"
+        )
+    log.info("fine-tuning %s", config.base_model)
+    return model
+
+
+def _check_output_width(model: keras.Model, labels: tuple[str, ...], config: TrainConfig) -> None:
+    width = int(model.outputs[0].shape[-1])
+    if width != len(labels):
+        raise UsageError(
+            f"model file {config.base_model} outputs {width} classes but the data has "
+            f"{len(labels)} ({', '.join(labels)}); fine-tune a model with one output per class"
+        )
+
+
+def _model_image_size(model: keras.Model) -> tuple[int, int]:
+    shape = model.inputs[0].shape
+    return (int(shape[1]), int(shape[2]))
+
+
+def _check_image_size(image_size: tuple[int, int], conv_blocks: int) -> None:
+    """Each 3x3 conv + 2x2 pool block takes ``(s - 2) // 2``; the last must stay >= 1."""
+    if len(image_size) != 2 or min(image_size) < 8:
+        raise UsageError(f"image size {tuple(image_size)} is too small: at least 8x8")
+    for side in image_size:
+        for _ in range(conv_blocks):
+            side = (side - 2) // 2
+        if side < 1:
+            raise UsageError(
+                f"image size {tuple(image_size)} is too small for {conv_blocks} convolution "
+                "blocks; use a larger --image-size or fewer --filters"
+            )
+
+
+def _batches(data: LabelledImages, batch_size: int, *, shuffle_seed: int | None) -> Any:
+    """A Keras ``PyDataset`` of float32 batches in [0, 1], reshuffled each epoch when seeded.
+
+    Images stay uint8 in memory; each batch is scaled on the fly (a quarter of
+    the memory of a float32 copy of the whole set).
+    """
+    import keras
+
+    onehot = keras.utils.to_categorical(data.labels, num_classes=len(data.label_names))
+
+    class _Batches(keras.utils.PyDataset):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self._order = np.arange(len(data))
+            self._rng = np.random.default_rng(shuffle_seed)
+            if shuffle_seed is not None:
+                self._rng.shuffle(self._order)
+
+        def __len__(self) -> int:
+            return math.ceil(len(data) / batch_size)
+
+        def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+            rows = np.sort(self._order[index * batch_size : (index + 1) * batch_size])
+            # The same cast and scaling the exported graph applies to a uint8 request.
+            images = data.images[rows].astype(np.float32) / np.float32(255.0)
+            return images, onehot[rows]
+
+        def on_epoch_end(self) -> None:
+            if shuffle_seed is not None:
+                self._rng.shuffle(self._order)
+
+    return _Batches()

@@ -1,0 +1,113 @@
+"""Files of a training run: ``model.keras``, ``training.json``, written atomically.
+
+Usage::
+
+    fingerprint = run_fingerprint(data_fingerprint="ab12...", hyperparameters={...})
+    record = read_record(output_dir)            # None when absent or unreadable
+    write_json_atomic(output_dir / TRAINING_FILENAME, record)
+
+``training.json`` is written last, after ``model.keras`` is in place, and holds
+the sha256 of that model file: a reader (the exporter, or the reuse check of
+the next run) can trust that the two belong together. Each file is written to
+a temporary name in the same folder and renamed, so an interrupted run never
+leaves half a file under the real name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import medserve
+
+log = logging.getLogger(__name__)
+
+MODEL_FILENAME = "model.keras"
+TRAINING_FILENAME = "training.json"
+
+
+def run_fingerprint(*, data_fingerprint: str, hyperparameters: Mapping[str, Any]) -> str:
+    """sha256 of everything that decides the trained model: data, settings, code version."""
+    payload = {
+        "medserve_version": medserve.__version__,
+        "data": data_fingerprint,
+        "hyperparameters": dict(hyperparameters),
+    }
+    return sha256_text(json.dumps(payload, sort_keys=True, default=str))
+
+
+def sha256_text(text: str) -> str:
+    """Hex sha256 of a UTF-8 string."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_record(directory: Path) -> dict[str, Any] | None:
+    """The ``training.json`` of ``directory``, or None when missing or not valid JSON."""
+    path = directory / TRAINING_FILENAME
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable %s (%s); the model will be trained again", path, exc)
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def record_matches(directory: Path, fingerprint: str) -> bool:
+    """True when ``directory`` holds a model trained with exactly this fingerprint."""
+    record = read_record(directory)
+    model = directory / MODEL_FILENAME
+    if record is None or record.get("run_fingerprint") != fingerprint or not model.is_file():
+        return False
+    # The model file must be the one this record was written for.
+    return record.get("model_sha256") == sha256_file(model)
+
+
+def write_json_atomic(path: Path, document: Mapping[str, Any]) -> None:
+    """Write ``document`` as indented JSON; NaN becomes null (JSON has no NaN)."""
+    text = json.dumps(_finite(document), indent=2, sort_keys=True) + "\n"
+    _write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def save_model_atomic(model: Any, path: Path) -> None:
+    """``model.save`` to a temporary ``.keras`` file next to ``path``, then rename."""
+    _write_atomic(path, model.save)
+
+
+def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    # Same folder, so the rename is atomic; Keras insists on the .keras suffix.
+    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
