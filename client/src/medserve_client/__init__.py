@@ -1,3 +1,60 @@
-"""medserve-client: call a medserve classifier served by Triton."""
+"""medserve-client: call a medserve image classifier served by NVIDIA Triton.
 
-__all__: list[str] = []
+Usage::
+
+    from medserve_client import Client
+
+    with Client("127.0.0.1:8001") as client:        # gRPC; "http://127.0.0.1:8000" for HTTP
+        prediction = client.classify("chest.png", top_k=2)[0]
+        print(prediction.label, prediction.score, prediction.top_k)
+
+Everything the model takes (input name, shape, dtype, labels, batch limit,
+version) is read from the server's metadata and config, never hard-coded.
+Importing this package is cheap: no TensorFlow, no connection, no pydicom
+until a DICOM input shows up.
+"""
+
+from medserve_client import exceptions
+from medserve_client._async_client import AsyncClient
+from medserve_client._client import Client
+from medserve_client._errors import (
+    InferenceError,
+    InferenceTimeoutError,
+    InvalidInputError,
+    MedServeError,
+    ModelNotReadyError,
+    ServerOverloadedError,
+    ServerUnavailableError,
+)
+from medserve_client._models import (
+    TLS,
+    DicomSource,
+    ModelInfo,
+    Prediction,
+    Retry,
+    Timeout,
+    Window,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "TLS",
+    "AsyncClient",
+    "Client",
+    "DicomSource",
+    "InferenceError",
+    "InferenceTimeoutError",
+    "InvalidInputError",
+    "MedServeError",
+    "ModelInfo",
+    "ModelNotReadyError",
+    "Prediction",
+    "Retry",
+    "ServerOverloadedError",
+    "ServerUnavailableError",
+    "Timeout",
+    "Window",
+    "__version__",
+    "exceptions",
+]

@@ -1,0 +1,405 @@
+"""The asyncio client: the same surface as :class:`~medserve_client.Client`, awaitable.
+
+Usage::
+
+    import asyncio
+    from medserve_client import AsyncClient
+
+    async def main(paths):
+        async with AsyncClient("127.0.0.1:8001") as client:
+            await client.wait_until_ready(timeout_s=30)
+            async for prediction in client.classify_many(paths, concurrency=16):
+                print(prediction.label, prediction.score)
+
+    asyncio.run(main(["chest.png", "ct.dcm"]))
+
+One :class:`AsyncClient` belongs to one event loop. Decoding and resizing
+run in worker threads (``asyncio.to_thread``) so the loop keeps requests in
+flight while images are prepared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
+from typing import Any, TypeVar
+
+import numpy as np
+
+from medserve_client import _core
+from medserve_client._async_transports import AsyncTransport, open_async_transport
+from medserve_client._errors import (
+    InvalidInputError,
+    ModelNotReadyError,
+    ServerUnavailableError,
+)
+from medserve_client._inputs import prepare_encoded, prepare_tensor
+from medserve_client._models import TLS, ModelInfo, Prediction, Retry, Timeout
+from medserve_client._preprocess import DEFAULT_MAX_PIXELS
+from medserve_client._retry import Deadline, call_with_retry_async
+from medserve_client._shm import ShmPool
+from medserve_client._transport import InferCall, OutputSpec
+
+log = logging.getLogger("medserve_client")
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """An asyncio medserve client; arguments as for :class:`~medserve_client.Client`."""
+
+    def __init__(
+        self,
+        url: str = "127.0.0.1:8001",
+        *,
+        model: str = "medcnn",
+        version: str | int | None = None,
+        protocol: str | None = None,
+        timeout_s: float | Timeout = 30.0,
+        retries: int | Retry | None = None,
+        tls: TLS | None = None,
+        headers: Mapping[str, str] | None = None,
+        bearer_token: str | None = None,
+        send_encoded: bool = False,
+        shared_memory: bool = False,
+        max_concurrency: int = 8,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        transport: AsyncTransport | None = None,
+    ) -> None:
+        if max_concurrency < 1:
+            raise InvalidInputError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        if send_encoded and shared_memory:
+            raise InvalidInputError("send_encoded and shared_memory cannot be combined")
+        self.endpoint = _core.build_endpoint(
+            url,
+            protocol=protocol,
+            timeout_s=timeout_s,
+            tls=tls,
+            headers=headers,
+            bearer_token=bearer_token,
+        )
+        self.model = model
+        self.version = None if version is None else str(version)
+        self.retry = Retry.coerce(retries)
+        self.send_encoded = send_encoded
+        self.shared_memory = shared_memory
+        self.max_concurrency = max_concurrency
+        self.max_pixels = max_pixels
+        self._transport = transport
+        self._info: ModelInfo | None = None
+        self._encoded: _core.EncodedEntry | None = None
+        self._shm: ShmPool | None = None
+        self._closed = False
+        self._semaphore: asyncio.Semaphore | None = None
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Unregister and unlink shared memory and close the connection."""
+        if self._closed:
+            return
+        self._closed = True
+        transport, shm, self._shm = self._transport, self._shm, None
+        try:
+            if shm is not None:
+                names = [name for name in shm.names]
+                if transport is not None:
+                    for name in names:
+                        try:
+                            await transport.unregister_shm(
+                                name, timeout_s=self.endpoint.timeout.connect_s
+                            )
+                        except Exception as exc:  # Server gone: unlink anyway.
+                            log.warning("could not unregister shared memory %s: %s", name, exc)
+                shm.close(None)
+        finally:
+            if transport is not None:
+                await transport.close()
+
+    def _wire(self) -> AsyncTransport:
+        if self._closed:
+            raise InvalidInputError("the client is closed; create a new AsyncClient")
+        if self._transport is None:
+            self._transport = open_async_transport(self.endpoint)
+        return self._transport
+
+    async def _call(
+        self, what: str, attempt: Callable[[float], Awaitable[T]], deadline: Deadline | None = None
+    ) -> T:
+        deadline = deadline or Deadline(self.endpoint.timeout.request_s)
+        return await call_with_retry_async(attempt, retry=self.retry, deadline=deadline, what=what)
+
+    async def ready(self) -> bool:
+        """True when the server is reachable and the model is ready."""
+        wire, timeout_s = self._wire(), self.endpoint.timeout.connect_s
+        try:
+            return await wire.server_ready(timeout_s=timeout_s) and await wire.model_ready(
+                self.model, self.version or "", timeout_s=timeout_s
+            )
+        except (ServerUnavailableError, ModelNotReadyError) as exc:
+            log.debug("not ready: %s", exc)
+            return False
+
+    async def wait_until_ready(self, timeout_s: float = 60.0, *, poll_s: float = 0.25) -> None:
+        """Wait until :meth:`ready`; raises as :meth:`Client.wait_until_ready` does."""
+        deadline, wire, server_seen = Deadline(timeout_s), self._wire(), False
+        while True:
+            probe_s = max(0.05, min(self.endpoint.timeout.connect_s, deadline.remaining_s()))
+            try:
+                if await wire.server_ready(timeout_s=probe_s):
+                    server_seen = True
+                    if await wire.model_ready(self.model, self.version or "", timeout_s=probe_s):
+                        return
+            except (ServerUnavailableError, ModelNotReadyError):
+                pass
+            if deadline.remaining_s() <= poll_s:
+                break
+            await asyncio.sleep(poll_s)
+        where = f"{self.endpoint.display_url} within {timeout_s:.3g} s"
+        if server_seen:
+            raise ModelNotReadyError(f"model {self.model!r} did not become ready at {where}")
+        raise ServerUnavailableError(f"no ready server at {where}; is tritonserver running?")
+
+    async def model_info(self) -> ModelInfo:
+        """Model facts from the server's metadata and config (cached)."""
+        if self._info is not None:
+            return self._info
+        wire, version = self._wire(), self.version or ""
+
+        async def fetch(remaining_s: float) -> ModelInfo:
+            metadata = await wire.model_metadata(self.model, version, timeout_s=remaining_s)
+            config = await wire.model_config(self.model, version, timeout_s=remaining_s)
+            info = _core.model_info_from(metadata, config, labels=None, version=self.version)
+            if not _core.has_labels(config, info.output_name):
+                return info
+            reply = await wire.infer(
+                InferCall(
+                    model=self.model,
+                    version=version,
+                    input_name=info.input_name,
+                    datatype=info.input_datatype,
+                    array=_core.label_probe(info.input_shape, info.max_batch_size > 0),
+                    outputs=(OutputSpec(info.output_name, class_count=info.num_classes),),
+                    timeout_s=remaining_s,
+                )
+            )
+            labels = _core.parse_labels(reply.outputs[info.output_name], info.num_classes)
+            return _core.model_info_from(metadata, config, labels=labels, version=self.version)
+
+        info = await self._call(f"model info of {self.model!r}", fetch)
+        if info.input_datatype != "UINT8":
+            raise ModelNotReadyError(
+                f"model {self.model!r} takes {info.input_datatype}, not UINT8: not a medserve model"
+            )
+        self._info = info
+        return info
+
+    async def _encoded_entry(self) -> _core.EncodedEntry:
+        if self._encoded is None:
+            name, wire = self.model + "_encoded", self._wire()
+
+            async def fetch(remaining_s: float) -> _core.EncodedEntry:
+                metadata = await wire.model_metadata(name, "", timeout_s=remaining_s)
+                config = await wire.model_config(name, "", timeout_s=remaining_s)
+                return _core.encoded_entry_from(metadata, config)
+
+            self._encoded = await self._call(f"model info of {name!r}", fetch)
+        return self._encoded
+
+    async def classify(self, inputs: Any, *, top_k: int = 1) -> list[Prediction]:
+        """Classify one input or many (see :meth:`Client.classify`)."""
+        _core.check_top_k(top_k)
+        items, _ = _core.as_list(inputs)
+        if not items:
+            return []
+        return await self._classify_items(
+            items, top_k=top_k, deadline=Deadline(self.endpoint.timeout.request_s)
+        )
+
+    async def classify_many(
+        self, inputs: Iterable[Any] | AsyncIterable[Any], *, concurrency: int = 8, top_k: int = 1
+    ) -> AsyncIterator[Prediction]:
+        """Classify a stream, one request per input, ``concurrency`` in flight, in order."""
+        _core.check_top_k(top_k)
+        if concurrency < 1:
+            raise InvalidInputError(f"concurrency must be >= 1, got {concurrency}")
+        await self.model_info()
+
+        async def one(item: Any, index: int) -> Prediction:
+            deadline = Deadline(self.endpoint.timeout.request_s)
+            items = await self._classify_items([item], top_k=top_k, deadline=deadline, first=index)
+            return items[0]
+
+        pending: deque[asyncio.Task[Prediction]] = deque()
+        try:
+            index = 0
+            async for item in _aiter(inputs):
+                if len(pending) >= concurrency:
+                    yield await pending.popleft()
+                pending.append(asyncio.ensure_future(one(item, index)))
+                index += 1
+            while pending:
+                yield await pending.popleft()
+        finally:
+            for task in pending:
+                task.cancel()
+
+    async def _classify_items(
+        self, items: Sequence[Any], *, top_k: int, deadline: Deadline, first: int = 0
+    ) -> list[Prediction]:
+        info = await self.model_info()
+        if self.send_encoded:
+            entry = await self._encoded_entry()
+            payloads = await asyncio.to_thread(
+                lambda: [
+                    prepare_encoded(item, index=first + i, max_pixels=self.max_pixels)
+                    for i, item in enumerate(items)
+                ]
+            )
+            chunks: list[Sequence[Any]] = _core.split_batches(
+                payloads, max(1, entry.max_batch_size)
+            )
+        else:
+            tensors = await asyncio.to_thread(
+                lambda: [
+                    prepare_tensor(
+                        item, index=first + i, target_hw=info.image_size, max_pixels=self.max_pixels
+                    )
+                    for i, item in enumerate(items)
+                ]
+            )
+            chunks = _core.split_batches(tensors, max(1, info.max_batch_size))
+        results = await asyncio.gather(*(self._send(c, info, top_k, deadline) for c in chunks))
+        return [prediction for chunk in results for prediction in chunk]
+
+    async def _send(
+        self, chunk: Sequence[Any], info: ModelInfo, top_k: int, deadline: Deadline
+    ) -> list[Prediction]:
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.max_concurrency)
+        async with self._semaphore:
+            wire = self._wire()
+            if self.send_encoded:
+                entry = await self._encoded_entry()
+                call = InferCall(
+                    model=entry.name,
+                    version="",
+                    input_name=entry.input_name,
+                    datatype="BYTES",
+                    array=_core.bytes_batch(chunk, entry.max_batch_size > 0),
+                    outputs=(OutputSpec(entry.output_name),),
+                )
+                return await self._infer(wire, call, info, top_k, deadline, None)
+            array = _core.stack_batch(chunk, info.max_batch_size > 0)
+            call = InferCall(
+                model=self.model,
+                version=self.version or "",
+                input_name=info.input_name,
+                datatype=info.input_datatype,
+                array=array,
+                outputs=(OutputSpec(info.output_name),),
+            )
+            if not self.shared_memory:
+                return await self._infer(wire, call, info, top_k, deadline, None)
+            pool = self._shm_pool(info)
+            slot, is_new = pool.acquire()
+            try:
+                if is_new:
+                    await self._call(
+                        "register shared memory",
+                        lambda remaining_s: wire.register_shm(
+                            slot.name, slot.key, slot.byte_size, timeout_s=remaining_s
+                        ),
+                        deadline,
+                    )
+                    slot.registered = True
+                count = array.shape[0] if info.max_batch_size > 0 else 1
+                out_bytes = count * info.num_classes * 4
+                shm_call = InferCall(
+                    model=call.model,
+                    version=call.version,
+                    input_name=call.input_name,
+                    datatype=call.datatype,
+                    shape=tuple(array.shape),
+                    shm_region=slot.name,
+                    shm_byte_size=slot.write_input(array),
+                    outputs=(
+                        OutputSpec(
+                            info.output_name,
+                            shm_region=slot.name,
+                            shm_byte_size=out_bytes,
+                            shm_offset=slot.output_offset,
+                        ),
+                    ),
+                )
+                return await self._infer(
+                    wire,
+                    shm_call,
+                    info,
+                    top_k,
+                    deadline,
+                    lambda: slot.read_output(np.float32, (count, info.num_classes)),
+                )
+            finally:
+                pool.release(slot)
+
+    async def _infer(
+        self,
+        wire: AsyncTransport,
+        call: InferCall,
+        info: ModelInfo,
+        top_k: int,
+        deadline: Deadline,
+        read_shm: Callable[[], Any] | None,
+    ) -> list[Prediction]:
+        from dataclasses import replace
+
+        async def attempt(remaining_s: float) -> list[Prediction]:
+            started = time.perf_counter()
+            reply = await wire.infer(replace(call, timeout_s=remaining_s))
+            latency_ms = (time.perf_counter() - started) * 1000.0
+            name = call.outputs[0].name
+            values = read_shm() if read_shm is not None else reply.outputs[name]
+            return _core.to_predictions(
+                values,
+                info=info,
+                top_k=top_k,
+                model_version=reply.model_version,
+                latency_ms=latency_ms,
+                model_name=call.model,
+            )
+
+        return await self._call(f"infer on {call.model!r}", attempt, deadline)
+
+    def _shm_pool(self, info: ModelInfo) -> ShmPool:
+        if self._shm is None:
+            batch = max(1, info.max_batch_size)
+            height, width, channels = info.input_shape
+            self._shm = ShmPool(
+                input_bytes=batch * height * width * channels,
+                output_bytes=batch * info.num_classes * 4,
+            )
+        return self._shm
+
+
+async def _aiter(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item

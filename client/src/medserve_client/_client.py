@@ -1,0 +1,491 @@
+"""The blocking client: classify images, DICOM and arrays on a medserve model in Triton.
+
+Usage::
+
+    from medserve_client import Client
+
+    with Client("127.0.0.1:8001", model="medcnn") as client:
+        client.wait_until_ready(timeout_s=30)
+        for prediction in client.classify(["chest.png", "ct.dcm"], top_k=2):
+            print(prediction.label, prediction.score)
+        for prediction in client.classify_many(paths, concurrency=16):
+            ...
+
+Thread safety: one :class:`Client` may be shared by threads. Over gRPC every
+thread uses the same channel (tritonclient's unary gRPC calls are
+thread-safe); over HTTP each thread gets its own tritonclient HTTP client,
+because that one is not thread-safe. Inputs larger than the model's
+``max_batch_size`` are split into requests sent concurrently from a pool of
+``max_concurrency`` threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from medserve_client import _core
+from medserve_client._errors import (
+    InvalidInputError,
+    ModelNotReadyError,
+    ServerUnavailableError,
+)
+from medserve_client._inputs import prepare_encoded, prepare_tensor
+from medserve_client._models import TLS, ModelInfo, Prediction, Retry, Timeout
+from medserve_client._preprocess import DEFAULT_MAX_PIXELS
+from medserve_client._retry import Deadline, call_with_retry
+from medserve_client._shm import ShmPool
+from medserve_client._transport import InferCall, OutputSpec, Transport
+
+log = logging.getLogger("medserve_client")
+
+
+class Client:
+    """A blocking medserve client over gRPC (default) or HTTP.
+
+    Args:
+        url: ``host:port``, or with a scheme: ``grpc://``, ``grpcs://`` (TLS),
+            ``http://``, ``https://``. The default port follows the protocol.
+        model: Triton model name of the classifier.
+        version: Pin a model version (default: the server's choice).
+        protocol: ``"grpc"`` or ``"http"`` when the URL has no scheme.
+        timeout_s: Deadline of each public call in seconds, retries included,
+            or a :class:`Timeout`.
+        retries: Extra attempts on unavailability and overload (an int) or a
+            :class:`Retry`.
+        tls: Certificates for gRPC TLS or HTTPS (turns TLS on).
+        headers: Sent with every request (e.g. for an auth proxy).
+        bearer_token: Sent as ``authorization: Bearer <token>``; never logged.
+        send_encoded: Send the encoded file bytes to ``<model>_encoded`` and
+            let the server decode and resize them.
+        shared_memory: Pass tensors through system shared memory (client and
+            server on the same host).
+        max_concurrency: Requests in flight when one call is split.
+        max_pixels: Larger images are refused as decompression bombs.
+        transport: A ready :class:`~medserve_client._transport.Transport`
+            (tests pass a fake one); by default one is opened on first use.
+    """
+
+    def __init__(
+        self,
+        url: str = "127.0.0.1:8001",
+        *,
+        model: str = "medcnn",
+        version: str | int | None = None,
+        protocol: str | None = None,
+        timeout_s: float | Timeout = 30.0,
+        retries: int | Retry | None = None,
+        tls: TLS | None = None,
+        headers: Mapping[str, str] | None = None,
+        bearer_token: str | None = None,
+        send_encoded: bool = False,
+        shared_memory: bool = False,
+        max_concurrency: int = 8,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        transport: Transport | None = None,
+    ) -> None:
+        if max_concurrency < 1:
+            raise InvalidInputError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        if send_encoded and shared_memory:
+            raise InvalidInputError("send_encoded and shared_memory cannot be combined")
+        self.endpoint = _core.build_endpoint(
+            url,
+            protocol=protocol,
+            timeout_s=timeout_s,
+            tls=tls,
+            headers=headers,
+            bearer_token=bearer_token,
+        )
+        self.model = model
+        self.version = None if version is None else str(version)
+        self.retry = Retry.coerce(retries)
+        self.send_encoded = send_encoded
+        self.shared_memory = shared_memory
+        self.max_concurrency = max_concurrency
+        self.max_pixels = max_pixels
+        self._transport = transport
+        self._lock = threading.RLock()
+        self._info: ModelInfo | None = None
+        self._encoded: _core.EncodedEntry | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._shm: ShmPool | None = None
+        self._closed = False
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Unregister and unlink shared memory, stop the threads, close connections."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            shm, self._shm = self._shm, None
+            executor, self._executor = self._executor, None
+            transport = self._transport
+        try:
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
+            if shm is not None:
+                timeout_s = self.endpoint.timeout.connect_s
+                unregister: Callable[[str], None] | None = None
+                if transport is not None:
+                    wire = transport
+
+                    def unregister(name: str) -> None:
+                        wire.unregister_shm(name, timeout_s=timeout_s)
+
+                shm.close(unregister)
+        finally:
+            if transport is not None:
+                transport.close()
+
+    def _wire(self) -> Transport:
+        with self._lock:
+            if self._closed:
+                raise InvalidInputError("the client is closed; create a new Client")
+            if self._transport is None:
+                from medserve_client._sync_transports import open_transport
+
+                self._transport = open_transport(self.endpoint)
+            return self._transport
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    self.max_concurrency, thread_name_prefix="medserve-client"
+                )
+            return self._executor
+
+    def _call(
+        self, what: str, attempt: Callable[[float], Any], deadline: Deadline | None = None
+    ) -> Any:
+        deadline = deadline or Deadline(self.endpoint.timeout.request_s)
+        return call_with_retry(attempt, retry=self.retry, deadline=deadline, what=what)
+
+    # -- health and metadata -------------------------------------------------------
+
+    def ready(self) -> bool:
+        """True when the server is reachable and the model is ready; never raises for that."""
+        wire = self._wire()
+        timeout_s = self.endpoint.timeout.connect_s
+        try:
+            return wire.server_ready(timeout_s=timeout_s) and wire.model_ready(
+                self.model, self.version or "", timeout_s=timeout_s
+            )
+        except (ServerUnavailableError, ModelNotReadyError) as exc:
+            log.debug("not ready: %s", exc)
+            return False
+
+    def wait_until_ready(self, timeout_s: float = 60.0, *, poll_s: float = 0.25) -> None:
+        """Block until :meth:`ready`, polling.
+
+        Raises:
+            ServerUnavailableError: The server did not answer within ``timeout_s``.
+            ModelNotReadyError: The server answered but the model was not ready in time.
+        """
+        deadline = Deadline(timeout_s)
+        wire = self._wire()
+        server_seen = False
+        while True:
+            probe_s = max(0.05, min(self.endpoint.timeout.connect_s, deadline.remaining_s()))
+            try:
+                if wire.server_ready(timeout_s=probe_s):
+                    server_seen = True
+                    if wire.model_ready(self.model, self.version or "", timeout_s=probe_s):
+                        return
+            except (ServerUnavailableError, ModelNotReadyError):
+                pass
+            if deadline.remaining_s() <= poll_s:
+                break
+            time.sleep(poll_s)
+        where = f"{self.endpoint.display_url} within {timeout_s:.3g} s"
+        if server_seen:
+            raise ModelNotReadyError(f"model {self.model!r} did not become ready at {where}")
+        raise ServerUnavailableError(f"no ready server at {where}; is tritonserver running?")
+
+    def model_info(self) -> ModelInfo:
+        """Input name, dtype and shape, labels, max batch size and version, from the server.
+
+        Read once (metadata, config and one classification request for the
+        labels) and cached for the life of the client.
+        """
+        with self._lock:
+            if self._info is not None:
+                return self._info
+        wire, version = self._wire(), self.version or ""
+
+        def fetch(remaining_s: float) -> ModelInfo:
+            metadata = wire.model_metadata(self.model, version, timeout_s=remaining_s)
+            config = wire.model_config(self.model, version, timeout_s=remaining_s)
+            info = _core.model_info_from(metadata, config, labels=None, version=self.version)
+            if not _core.has_labels(config, info.output_name):
+                log.warning("model %s has no label_filename; classes are named by index", info.name)
+                return info
+            probe = _core.label_probe(info.input_shape, info.max_batch_size > 0)
+            reply = wire.infer(
+                InferCall(
+                    model=self.model,
+                    version=version,
+                    input_name=info.input_name,
+                    datatype=info.input_datatype,
+                    array=probe,
+                    outputs=(OutputSpec(info.output_name, class_count=info.num_classes),),
+                    timeout_s=remaining_s,
+                )
+            )
+            labels = _core.parse_labels(reply.outputs[info.output_name], info.num_classes)
+            return _core.model_info_from(metadata, config, labels=labels, version=self.version)
+
+        info = self._call(f"model info of {self.model!r}", fetch)
+        if info.input_datatype != "UINT8":
+            raise ModelNotReadyError(
+                f"model {self.model!r} takes {info.input_datatype}, not UINT8: not a medserve model"
+            )
+        with self._lock:
+            self._info = info
+        return info
+
+    def _encoded_entry(self) -> _core.EncodedEntry:
+        with self._lock:
+            if self._encoded is not None:
+                return self._encoded
+        name, wire = self.model + "_encoded", self._wire()
+
+        def fetch(remaining_s: float) -> _core.EncodedEntry:
+            metadata = wire.model_metadata(name, "", timeout_s=remaining_s)
+            config = wire.model_config(name, "", timeout_s=remaining_s)
+            return _core.encoded_entry_from(metadata, config)
+
+        entry: _core.EncodedEntry = self._call(f"model info of {name!r}", fetch)
+        with self._lock:
+            self._encoded = entry
+        return entry
+
+    # -- classification --------------------------------------------------------------
+
+    def classify(self, inputs: Any, *, top_k: int = 1) -> list[Prediction]:
+        """Classify one input or many; returns one :class:`Prediction` per input, in order.
+
+        Args:
+            inputs: A path, bytes, PIL image, numpy array (HWC uint8 or float in
+                [0, 1]; a 4-D array is a batch), pydicom dataset, DICOM path,
+                :class:`DicomSource`, or a list mixing them.
+            top_k: How many ``(label, score)`` pairs each prediction lists.
+
+        Raises:
+            InvalidInputError: An input cannot be read (named by path or position).
+            MedServeError: Any other failure, as its most specific subclass.
+        """
+        _core.check_top_k(top_k)
+        items, _single = _core.as_list(inputs)
+        if not items:
+            return []
+        deadline = Deadline(self.endpoint.timeout.request_s)
+        return self._classify_items(items, top_k=top_k, deadline=deadline, parallel=True)
+
+    def classify_many(
+        self, inputs: Iterable[Any], *, concurrency: int = 8, top_k: int = 1
+    ) -> Iterator[Prediction]:
+        """Classify a stream of inputs, one request each, ``concurrency`` in flight.
+
+        Results come in input order. At most ``concurrency`` inputs are read,
+        preprocessed or in flight at once (backpressure: a slow server slows
+        the reading of ``inputs``). Concurrent single-image requests are what
+        lets Triton's dynamic batcher form batches. Closing the iterator early
+        cancels what has not started.
+        """
+        _core.check_top_k(top_k)
+        if concurrency < 1:
+            raise InvalidInputError(f"concurrency must be >= 1, got {concurrency}")
+        self.model_info()  # Fail fast (and once) if the model is missing.
+
+        def one(item: Any, index: int) -> Prediction:
+            deadline = Deadline(self.endpoint.timeout.request_s)
+            return self._classify_items([item], top_k=top_k, deadline=deadline, first=index)[0]
+
+        pending: deque[Future[Prediction]] = deque()
+        with ThreadPoolExecutor(concurrency, thread_name_prefix="medserve-many") as pool:
+            try:
+                for index, item in enumerate(inputs):
+                    if len(pending) >= concurrency:
+                        yield pending.popleft().result()
+                    pending.append(pool.submit(one, item, index))
+                while pending:
+                    yield pending.popleft().result()
+            finally:
+                for future in pending:
+                    future.cancel()
+
+    def _classify_items(
+        self,
+        items: Sequence[Any],
+        *,
+        top_k: int,
+        deadline: Deadline,
+        parallel: bool = False,
+        first: int = 0,
+    ) -> list[Prediction]:
+        info = self.model_info()
+        if self.send_encoded:
+            entry = self._encoded_entry()
+            payloads = [
+                prepare_encoded(item, index=first + i, max_pixels=self.max_pixels)
+                for i, item in enumerate(items)
+            ]
+            limit = entry.max_batch_size if entry.max_batch_size > 0 else 1
+            chunks: list[Sequence[Any]] = _core.split_batches(payloads, limit)
+        else:
+            tensors = [
+                prepare_tensor(
+                    item, index=first + i, target_hw=info.image_size, max_pixels=self.max_pixels
+                )
+                for i, item in enumerate(items)
+            ]
+            limit = info.max_batch_size if info.max_batch_size > 0 else 1
+            chunks = _core.split_batches(tensors, limit)
+        if len(chunks) == 1 or not parallel:
+            results = [self._send(chunk, info, top_k, deadline) for chunk in chunks]
+        else:
+            futures = [self._pool().submit(self._send, c, info, top_k, deadline) for c in chunks]
+            results = [future.result() for future in futures]
+        return [prediction for chunk_result in results for prediction in chunk_result]
+
+    def _send(
+        self, chunk: Sequence[Any], info: ModelInfo, top_k: int, deadline: Deadline
+    ) -> list[Prediction]:
+        wire, batched = self._wire(), info.max_batch_size > 0
+        if self.send_encoded:
+            entry = self._encoded_entry()
+            batched = entry.max_batch_size > 0
+            call = InferCall(
+                model=entry.name,
+                version="",
+                input_name=entry.input_name,
+                datatype="BYTES",
+                array=_core.bytes_batch(chunk, batched),
+                outputs=(OutputSpec(entry.output_name),),
+            )
+            return self._infer(wire, call, info, top_k, deadline, entry.output_name)
+        array = _core.stack_batch(chunk, batched)
+        call = InferCall(
+            model=self.model,
+            version=self.version or "",
+            input_name=info.input_name,
+            datatype=info.input_datatype,
+            array=array,
+            outputs=(OutputSpec(info.output_name),),
+        )
+        if self.shared_memory:
+            return self._infer_shm(wire, call, info, top_k, deadline)
+        return self._infer(wire, call, info, top_k, deadline, info.output_name)
+
+    def _infer(
+        self,
+        wire: Transport,
+        call: InferCall,
+        info: ModelInfo,
+        top_k: int,
+        deadline: Deadline,
+        output_name: str,
+    ) -> list[Prediction]:
+        def attempt(remaining_s: float) -> list[Prediction]:
+            started = time.perf_counter()
+            reply = wire.infer(_with_timeout(call, remaining_s))
+            latency_ms = (time.perf_counter() - started) * 1000.0
+            return _core.to_predictions(
+                reply.outputs[output_name],
+                info=info,
+                top_k=top_k,
+                model_version=reply.model_version,
+                latency_ms=latency_ms,
+                model_name=call.model,
+            )
+
+        return list(self._call(f"infer on {call.model!r}", attempt, deadline))
+
+    def _infer_shm(
+        self, wire: Transport, call: InferCall, info: ModelInfo, top_k: int, deadline: Deadline
+    ) -> list[Prediction]:
+        assert call.array is not None
+        pool = self._shm_pool(info)
+        slot, is_new = pool.acquire()
+        try:
+            if is_new:
+                self._call(
+                    "register shared memory",
+                    lambda remaining_s: wire.register_shm(
+                        slot.name, slot.key, slot.byte_size, timeout_s=remaining_s
+                    ),
+                    deadline,
+                )
+                slot.registered = True
+            count = call.array.shape[0] if info.max_batch_size > 0 else 1
+            out_shape = (count, info.num_classes)
+            out_bytes = count * info.num_classes * 4
+            in_bytes = slot.write_input(call.array)
+            shm_call = InferCall(
+                model=call.model,
+                version=call.version,
+                input_name=call.input_name,
+                datatype=call.datatype,
+                shape=tuple(call.array.shape),
+                shm_region=slot.name,
+                shm_byte_size=in_bytes,
+                outputs=(
+                    OutputSpec(
+                        info.output_name,
+                        shm_region=slot.name,
+                        shm_byte_size=out_bytes,
+                        shm_offset=slot.output_offset,
+                    ),
+                ),
+            )
+
+            def attempt(remaining_s: float) -> list[Prediction]:
+                started = time.perf_counter()
+                reply = wire.infer(_with_timeout(shm_call, remaining_s))
+                latency_ms = (time.perf_counter() - started) * 1000.0
+                return _core.to_predictions(
+                    slot.read_output(np.float32, out_shape),
+                    info=info,
+                    top_k=top_k,
+                    model_version=reply.model_version,
+                    latency_ms=latency_ms,
+                )
+
+            return list(self._call(f"infer on {call.model!r} (shared memory)", attempt, deadline))
+        finally:
+            pool.release(slot)
+
+    def _shm_pool(self, info: ModelInfo) -> ShmPool:
+        with self._lock:
+            if self._closed:
+                raise InvalidInputError("the client is closed; create a new Client")
+            if self._shm is None:
+                batch = max(1, info.max_batch_size)
+                height, width, channels = info.input_shape
+                self._shm = ShmPool(
+                    input_bytes=batch * height * width * channels,
+                    output_bytes=batch * info.num_classes * 4,
+                )
+            return self._shm
+
+
+def _with_timeout(call: InferCall, timeout_s: float) -> InferCall:
+    from dataclasses import replace
+
+    return replace(call, timeout_s=timeout_s)

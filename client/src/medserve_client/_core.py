@@ -1,0 +1,317 @@
+"""Protocol-free logic shared by Client and AsyncClient: URLs, model facts, batches, results.
+
+Usage::
+
+    hostport, protocol, ssl = parse_url("https://triton.example.org", protocol=None)
+    info = model_info_from(metadata, config, labels=("normal", "lesion"), version=None)
+    for batch in split_batches(range(130), info.max_batch_size):  # [0..63], [64..127], [128, 129]
+        ...
+    predictions = to_predictions(probabilities, info=info, top_k=2, model_version="1",
+                                 latency_ms=3.2)
+
+Nothing here does I/O; the clients feed it what the server answered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from medserve_client._errors import InferenceError, InvalidInputError
+from medserve_client._models import TLS, ModelInfo, Prediction, Timeout
+from medserve_client._transport import Endpoint
+
+T = TypeVar("T")
+
+_DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
+_SCHEMES = {
+    "grpc": ("grpc", False),
+    "grpcs": ("grpc", True),
+    "http": ("http", False),
+    "https": ("http", True),
+}
+
+
+def parse_url(url: str, protocol: str | None) -> tuple[str, str, bool]:
+    """Split a URL into ``(host:port, protocol, ssl)``.
+
+    ``grpc://``, ``grpcs://``, ``http://`` and ``https://`` choose the
+    protocol and TLS; without a scheme, ``protocol`` (default ``"grpc"``)
+    does. A missing port becomes Triton's default for the protocol.
+
+    Raises:
+        InvalidInputError: Unknown scheme or protocol, or a scheme that contradicts it.
+    """
+    ssl = False
+    rest = url.strip()
+    if "://" in rest:
+        scheme, rest = rest.split("://", 1)
+        if scheme.lower() not in _SCHEMES:
+            raise InvalidInputError(
+                f"URL scheme {scheme!r} is not supported: use grpc://, grpcs://, http:// or https://"
+            )
+        implied, ssl = _SCHEMES[scheme.lower()]
+        if protocol is not None and protocol != implied:
+            raise InvalidInputError(
+                f"URL {url!r} implies protocol {implied!r} but protocol={protocol!r} was given"
+            )
+        protocol = implied
+    protocol = protocol or "grpc"
+    if protocol not in _DEFAULT_PORTS:
+        raise InvalidInputError(f"protocol must be 'grpc' or 'http', got {protocol!r}")
+    rest = rest.rstrip("/")
+    if not rest:
+        raise InvalidInputError(f"URL {url!r} has no host")
+    host_part = rest.split("/", 1)[0]
+    if ":" not in host_part.rsplit("]", 1)[-1]:
+        rest = rest.replace(host_part, f"{host_part}:{_DEFAULT_PORTS[protocol]}", 1)
+    return rest, protocol, ssl
+
+
+def model_info_from(
+    metadata: Mapping[str, Any],
+    config: Mapping[str, Any],
+    *,
+    labels: Sequence[str] | None,
+    version: str | None,
+) -> ModelInfo:
+    """Build :class:`ModelInfo` from the server's model metadata and config.
+
+    Args:
+        metadata: KServe model metadata (gRPC JSON form has int64 as strings).
+        config: Triton model config (JSON form).
+        labels: Class names, when the server provides them; ``None`` names
+            the classes by their index.
+        version: The version the client pins, if any.
+    """
+    name = str(metadata.get("name", config.get("name", "")))
+    inputs, outputs = list(metadata.get("inputs", [])), list(metadata.get("outputs", []))
+    if len(inputs) != 1 or not outputs:
+        raise InferenceError(
+            f"model {name!r} has {len(inputs)} inputs and {len(outputs)} outputs; a medserve "
+            "classifier has exactly one image input and a probability output"
+        )
+    max_batch_size = int(config.get("max_batch_size", 0) or 0)
+    image = inputs[0]
+    shape = [int(dim) for dim in image.get("shape", [])]
+    if max_batch_size > 0:
+        shape = shape[1:]  # Dims exclude the batch dimension when batching is on.
+    if len(shape) != 3 or shape[2] != 3 or min(shape) < 1:
+        raise InferenceError(
+            f"model {name!r} input {image.get('name')!r} has shape {shape}; expected [H, W, 3]"
+        )
+    output = _probability_output(outputs, config)
+    out_shape = [int(dim) for dim in output.get("shape", [])]
+    num_classes = out_shape[-1] if out_shape else 0
+    if num_classes < 1:
+        raise InferenceError(f"model {name!r} output {output.get('name')!r} has no class width")
+    if labels is None:
+        labels = tuple(str(index) for index in range(num_classes))
+    if len(labels) != num_classes:
+        raise InferenceError(
+            f"model {name!r} lists {len(labels)} labels for {num_classes} outputs; check labels.txt"
+        )
+    versions = tuple(str(v) for v in metadata.get("versions", []))
+    chosen = version or (max(versions, key=_version_key) if versions else "")
+    return ModelInfo(
+        name=name,
+        version=chosen,
+        versions=versions,
+        platform=str(metadata.get("platform", "")),
+        input_name=str(image["name"]),
+        input_datatype=str(image.get("datatype", "")),
+        input_shape=(shape[0], shape[1], shape[2]),
+        output_name=str(output["name"]),
+        labels=tuple(labels),
+        max_batch_size=max_batch_size,
+    )
+
+
+def _probability_output(outputs: list[Any], config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The output that carries labels in the config, else the only (or first) one."""
+    labelled = {o.get("name") for o in config.get("output", []) if o.get("label_filename")}
+    for output in outputs:
+        if output.get("name") in labelled:
+            return dict(output)
+    return dict(outputs[0])
+
+
+def has_labels(config: Mapping[str, Any], output_name: str) -> bool:
+    """Whether the config attaches a ``label_filename`` to ``output_name``."""
+    return any(
+        o.get("name") == output_name and o.get("label_filename") for o in config.get("output", [])
+    )
+
+
+def _version_key(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (-1, version)
+
+
+def parse_labels(classifications: npt.NDArray[Any], num_classes: int) -> tuple[str, ...]:
+    """Labels from Triton's classification output (``"score:index:label"`` per class)."""
+    by_index: dict[int, str] = {}
+    for raw in np.asarray(classifications).reshape(-1):
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+        parts = text.split(":", 2)
+        if len(parts) != 3:
+            raise InferenceError(f"unexpected classification entry {text!r} from the server")
+        by_index[int(parts[1])] = parts[2]
+    if sorted(by_index) != list(range(num_classes)):
+        raise InferenceError(
+            f"the server's classification output named {len(by_index)} of {num_classes} classes"
+        )
+    return tuple(by_index[index] for index in range(num_classes))
+
+
+def split_batches(items: Sequence[T], max_batch_size: int) -> list[Sequence[T]]:
+    """Consecutive slices of at most ``max_batch_size`` items (all of them if it is 0)."""
+    if max_batch_size <= 0:
+        return [items] if items else []
+    return [items[start : start + max_batch_size] for start in range(0, len(items), max_batch_size)]
+
+
+def to_predictions(
+    probabilities: npt.NDArray[Any],
+    *,
+    info: ModelInfo,
+    top_k: int,
+    model_version: str,
+    latency_ms: float,
+    model_name: str | None = None,
+) -> list[Prediction]:
+    """One :class:`Prediction` per row of a ``(n, classes)`` probability matrix."""
+    matrix = np.asarray(probabilities, dtype=np.float32)
+    matrix = matrix.reshape(matrix.shape[0], -1)
+    if matrix.shape[1] != info.num_classes:
+        raise InferenceError(
+            f"model {info.name!r} returned {matrix.shape[1]} scores for {info.num_classes} labels"
+        )
+    k = min(top_k, info.num_classes)
+    results = []
+    for row in matrix:
+        vector = row.copy()
+        vector.setflags(write=False)
+        # Stable sort so equal scores keep label order (deterministic top-k).
+        order = np.argsort(-vector, kind="stable")[:k]
+        pairs = tuple((info.labels[i], float(vector[i])) for i in order)
+        results.append(
+            Prediction(
+                label=pairs[0][0],
+                score=pairs[0][1],
+                top_k=pairs,
+                probabilities=vector,
+                model_name=model_name or info.name,
+                model_version=model_version or info.version,
+                latency_ms=latency_ms,
+            )
+        )
+    return results
+
+
+def check_top_k(top_k: int) -> int:
+    """Validate ``top_k`` (at least 1)."""
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+        raise InvalidInputError(f"top_k must be an integer >= 1, got {top_k!r}")
+    return top_k
+
+
+def as_list(inputs: Any) -> tuple[list[Any], bool]:
+    """Normalise ``inputs`` to a list; the flag says whether one input was given.
+
+    One input is a path, bytes, a PIL image, a dataset, a DicomSource or a
+    numpy array of rank 2 or 3; a 4-D array is a batch; lists and tuples are many.
+    """
+    if isinstance(inputs, np.ndarray):
+        return (list(inputs), False) if inputs.ndim == 4 else ([inputs], True)
+    if isinstance(inputs, list | tuple):
+        return list(inputs), False
+    if isinstance(inputs, Iterable) and not isinstance(inputs, str | bytes | bytearray):
+        if type(inputs).__module__.startswith(("PIL", "pydicom")):
+            return [inputs], True
+        return list(inputs), False
+    return [inputs], True
+
+
+def iter_indexed(items: Iterable[T]) -> Iterator[tuple[int, T]]:
+    """``enumerate`` with a name that says why: inputs are named by position in errors."""
+    return enumerate(items)
+
+
+def build_endpoint(
+    url: str,
+    *,
+    protocol: str | None,
+    timeout_s: float | Timeout | None,
+    tls: TLS | None,
+    headers: Mapping[str, str] | None,
+    bearer_token: str | None,
+) -> Endpoint:
+    """The :class:`Endpoint` both clients build from their constructor arguments."""
+    hostport, chosen, ssl = parse_url(url, protocol)
+    merged = dict(headers or {})
+    if bearer_token is not None:
+        if not bearer_token.strip():
+            raise InvalidInputError("bearer_token is empty")
+        merged["authorization"] = f"Bearer {bearer_token}"
+    for key, value in merged.items():
+        if not isinstance(key, str) or not isinstance(value, str) or "\n" in key + value:
+            raise InvalidInputError(f"header {key!r} must be a one-line string with a string value")
+    return Endpoint(
+        url=hostport,
+        protocol=chosen,
+        ssl=ssl or tls is not None,
+        tls=tls,
+        headers=merged,
+        timeout=Timeout.coerce(timeout_s),
+    )
+
+
+@dataclass(frozen=True)
+class EncodedEntry:
+    """The ``<model>_encoded`` entry point, as its metadata and config describe it."""
+
+    name: str
+    input_name: str
+    output_name: str
+    max_batch_size: int
+
+
+def encoded_entry_from(metadata: Mapping[str, Any], config: Mapping[str, Any]) -> EncodedEntry:
+    """Read the encoded entry point's tensor names and batch limit from the server."""
+    name = str(metadata.get("name", ""))
+    inputs, outputs = list(metadata.get("inputs", [])), list(metadata.get("outputs", []))
+    if len(inputs) != 1 or inputs[0].get("datatype") != "BYTES" or not outputs:
+        raise InferenceError(
+            f"model {name!r} is not an encoded-bytes entry point (one BYTES input expected)"
+        )
+    return EncodedEntry(
+        name=name,
+        input_name=str(inputs[0]["name"]),
+        output_name=str(outputs[0]["name"]),
+        max_batch_size=int(config.get("max_batch_size", 0) or 0),
+    )
+
+
+def label_probe(info_shape: tuple[int, int, int], batched: bool) -> npt.NDArray[np.uint8]:
+    """A black image: the one request that reads the labels through classification."""
+    shape = ((1,) if batched else ()) + info_shape
+    return np.zeros(shape, dtype=np.uint8)
+
+
+def stack_batch(tensors: Sequence[npt.NDArray[np.uint8]], batched: bool) -> npt.NDArray[Any]:
+    """A request tensor: stacked along a batch axis, or the single image when unbatched."""
+    if batched:
+        return np.ascontiguousarray(np.stack(tensors))
+    return np.ascontiguousarray(tensors[0])
+
+
+def bytes_batch(payloads: Sequence[bytes], batched: bool) -> npt.NDArray[np.object_]:
+    """A BYTES request tensor ``[n, 1]`` (``[1]`` when unbatched) of encoded files."""
+    array = np.empty((len(payloads), 1), dtype=np.object_)
+    for index, payload in enumerate(payloads):
+        array[index, 0] = payload
+    return array if batched else array[0]

@@ -1,0 +1,252 @@
+"""The wire: tritonclient behind a small interface, and the one place errors are mapped.
+
+Usage::
+
+    from medserve_client._sync_transports import open_transport
+
+    transport = open_transport(Endpoint(url="127.0.0.1:8001", protocol="grpc"))
+    transport.server_ready(timeout_s=1.0)
+    reply = transport.infer(InferCall(model="medcnn", version="", input_name="image",
+                                      array=batch, outputs=(OutputSpec("probabilities"),),
+                                      timeout_s=5.0))
+
+:class:`Transport` is what :class:`~medserve_client.Client` talks to; unit
+tests pass a fake one (no socket), httpx-style. Every tritonclient, gRPC,
+socket or timeout exception is turned into the most specific
+:mod:`~medserve_client.exceptions` class by :func:`map_error` (through
+:func:`mapped`), with ``raise ... from exc``; nowhere else. The blocking
+implementations live in ``_sync_transports``, the asyncio ones in
+``_async_transports``; both call :func:`mapped` around every request.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from medserve_client._errors import (
+    InferenceError,
+    InferenceTimeoutError,
+    InvalidInputError,
+    MedServeError,
+    ModelNotReadyError,
+    ServerOverloadedError,
+    ServerUnavailableError,
+)
+from medserve_client._models import TLS, Timeout
+
+_MAX_SERVER_MESSAGE = 300
+# Triton's messages for the dynamic batcher's queue policy (queue full, or a
+# request that waited past its queue timeout): both mean "slow down".
+_OVERLOAD = re.compile(r"maximum queue size|queue is full|timeout expired|rejected", re.I)
+_MODEL_MISSING = re.compile(
+    r"unknown model|not ready|no available version|is not found|not loaded|unavailable model", re.I
+)
+_UNREACHABLE = re.compile(
+    r"failed to connect|connection refused|connect failed|socket closed|dns resolution|"
+    r"name resolution|broken pipe|connection reset|unavailable",
+    re.I,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Endpoint:
+    """Where and how to connect.
+
+    Attributes:
+        url: ``host:port`` (no scheme).
+        protocol: ``"grpc"`` or ``"http"``.
+        ssl: TLS for gRPC, HTTPS for HTTP.
+        tls: Certificates and options when ``ssl`` is on.
+        headers: Sent with every request (gRPC metadata keys are lower-cased).
+        timeout: Connect and request limits.
+    """
+
+    url: str
+    protocol: str = "grpc"
+    ssl: bool = False
+    tls: TLS | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    timeout: Timeout = field(default_factory=Timeout)
+
+    @property
+    def display_url(self) -> str:
+        """URL with scheme, for messages (never with headers or tokens)."""
+        scheme = {"grpc": "grpcs" if self.ssl else "grpc", "http": "https" if self.ssl else "http"}
+        return f"{scheme[self.protocol]}://{self.url}"
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """One requested output: by value, as ``k`` classifications, or into shared memory."""
+
+    name: str
+    class_count: int = 0
+    shm_region: str | None = None
+    shm_byte_size: int = 0
+    shm_offset: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class InferCall:
+    """One inference request, independent of the protocol."""
+
+    model: str
+    version: str
+    input_name: str
+    datatype: str = "UINT8"
+    array: npt.NDArray[Any] | None = None
+    shape: tuple[int, ...] = ()
+    shm_region: str | None = None
+    shm_byte_size: int = 0
+    outputs: tuple[OutputSpec, ...] = ()
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class InferReply:
+    """Outputs by name (absent for outputs written to shared memory) and the answering version."""
+
+    outputs: dict[str, npt.NDArray[Any]]
+    model_version: str
+
+
+class Transport(Protocol):
+    """What a client needs from the wire; implemented per protocol and by test fakes."""
+
+    endpoint: Endpoint
+
+    def server_ready(self, *, timeout_s: float) -> bool: ...
+    def model_ready(self, model: str, version: str, *, timeout_s: float) -> bool: ...
+    def model_metadata(self, model: str, version: str, *, timeout_s: float) -> dict[str, Any]: ...
+    def model_config(self, model: str, version: str, *, timeout_s: float) -> dict[str, Any]: ...
+    def infer(self, call: InferCall) -> InferReply: ...
+    def register_shm(self, name: str, key: str, byte_size: int, *, timeout_s: float) -> None: ...
+    def unregister_shm(self, name: str, *, timeout_s: float) -> None: ...
+    def statistics(self, model: str, *, timeout_s: float) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+
+
+def map_error(
+    exc: BaseException, *, endpoint: Endpoint, model: str | None, timeout_s: float, action: str
+) -> MedServeError:
+    """Translate any wire-level exception into the medserve-client tree.
+
+    Args:
+        exc: What tritonclient, gRPC, aiohttp, gevent or the socket layer raised.
+        endpoint: The server, named in the message.
+        model: The model concerned, if any.
+        timeout_s: The deadline of the call, named in timeout messages.
+        action: What was attempted ("infer", "model metadata"...).
+    """
+    if isinstance(exc, MedServeError):
+        return exc
+    where = f"{action} on model {model!r}" if model else action
+    where += f" at {endpoint.display_url}"
+    status, message = _status_and_message(exc)
+    text = f"{message[:_MAX_SERVER_MESSAGE]}" if message else type(exc).__name__
+    if _is_timeout(exc, status, message):
+        return InferenceTimeoutError(
+            f"{where}: no answer within the deadline of {timeout_s:.3g} s; "
+            "raise timeout_s or reduce the batch"
+        )
+    if _OVERLOAD.search(message) and status not in ("StatusCode.INVALID_ARGUMENT", "400"):
+        return ServerOverloadedError(
+            f"{where}: the server's queue rejected the request ({text}); retry later, "
+            "lower the concurrency or add replicas"
+        )
+    if model and _MODEL_MISSING.search(message) and "connect" not in message.lower():
+        return ModelNotReadyError(
+            f"{where}: the model is not loaded or not ready ({text}); check the model name "
+            "and version, and the server log"
+        )
+    if isinstance(exc, OSError) or status in ("StatusCode.UNAVAILABLE", "502", "503"):
+        return ServerUnavailableError(
+            f"{where}: server unavailable ({text}); is tritonserver running and reachable?"
+        )
+    if _UNREACHABLE.search(message) and status in ("", "None"):
+        return ServerUnavailableError(f"{where}: server unavailable ({text})")
+    if status in ("StatusCode.INVALID_ARGUMENT", "400"):
+        return InvalidInputError(f"{where}: the server rejected the input: {text}")
+    if status == "StatusCode.NOT_FOUND" and model:
+        return ModelNotReadyError(f"{where}: not found ({text}); check the model name")
+    return InferenceError(f"{where} failed: {text}")
+
+
+def _status_and_message(exc: BaseException) -> tuple[str, str]:
+    status = getattr(exc, "status", None)
+    message_fn = getattr(exc, "message", None)
+    if callable(status) and callable(message_fn):  # tritonclient's InferenceServerException
+        return str(status()), str(message_fn() or "")
+    return "", str(exc)
+
+
+def _is_timeout(exc: BaseException, status: str, message: str) -> bool:
+    if status == "StatusCode.DEADLINE_EXCEEDED" or "deadline exceeded" in message.lower():
+        return True
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return True
+    # gevent.Timeout (HTTP client) is a BaseException, not an OSError.
+    return type(exc).__name__ == "Timeout" and type(exc).__module__.startswith("gevent")
+
+
+@contextmanager
+def mapped(
+    endpoint: Endpoint, *, model: str | None, timeout_s: float, action: str
+) -> Iterator[None]:
+    """Run a block and re-raise what it raises as a mapped error, chained with ``from``."""
+    try:
+        yield
+    except MedServeError:
+        raise
+    except Exception as exc:
+        raise map_error(
+            exc, endpoint=endpoint, model=model, timeout_s=timeout_s, action=action
+        ) from exc
+
+
+def grpc_headers(headers: Mapping[str, str]) -> dict[str, str] | None:
+    """gRPC metadata keys must be lower-case ASCII."""
+    return {key.lower(): value for key, value in headers.items()} or None
+
+
+def build_request(module: Any, call: InferCall) -> tuple[list[Any], list[Any]]:
+    """tritonclient ``InferInput``/``InferRequestedOutput`` lists for ``module`` (grpc or http)."""
+    shape = list(call.array.shape if call.array is not None else call.shape)
+    infer_input = module.InferInput(call.input_name, shape, call.datatype)
+    if call.shm_region is not None:
+        infer_input.set_shared_memory(call.shm_region, call.shm_byte_size)
+    elif call.array is not None:
+        infer_input.set_data_from_numpy(call.array)
+    outputs = []
+    for spec in call.outputs:
+        output = module.InferRequestedOutput(spec.name, class_count=spec.class_count)
+        if spec.shm_region is not None:
+            output.set_shared_memory(spec.shm_region, spec.shm_byte_size, spec.shm_offset)
+        outputs.append(output)
+    return [infer_input], outputs
+
+
+def read_reply(result: Any, call: InferCall) -> InferReply:
+    """Outputs as numpy (those not in shared memory) and the answering version."""
+    outputs: dict[str, npt.NDArray[Any]] = {}
+    for spec in call.outputs:
+        if spec.shm_region is None:
+            value = result.as_numpy(spec.name)
+            if value is None:
+                raise InferenceError(f"the server's reply lacks output {spec.name!r}")
+            outputs[spec.name] = np.asarray(value)
+    response = result.get_response()
+    version = (
+        response.get("model_version", "")
+        if isinstance(response, dict)
+        else (response.model_version)
+    )
+    return InferReply(outputs=outputs, model_version=str(version))
