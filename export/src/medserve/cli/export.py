@@ -1,0 +1,151 @@
+"""``medserve export``: a Keras model file becomes a verified Triton model repository.
+
+Usage::
+
+    medserve export work/model/model.keras --repo model_repository
+    medserve export my.keras --repo model_repository --labels normal,pneumonia --tensorrt-fp16
+    medserve export my.keras --repo model_repository --version 3 --force
+
+Labels come from ``--labels``, ``--labels-file`` or the ``training.json`` that
+``medserve train`` writes next to the model, in that order. ``training.json``
+also supplies the class counts and validation metrics of the model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from medserve.cli._tf_logging import quiet_tensorflow
+from medserve.errors import UsageError
+
+TRAINING_SUMMARY = "training.json"
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``export`` and its flags."""
+    parser = subparsers.add_parser(
+        "export",
+        help="export a Keras model into a Triton model repository, then verify it",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    parser.add_argument("model", type=Path, metavar="MODEL.keras", help="Keras model file")
+    parser.add_argument("--repo", type=Path, required=True, help="model repository directory")
+    parser.add_argument("--name", default="medcnn", help="Triton model name (default: medcnn)")
+    labels = parser.add_mutually_exclusive_group()
+    labels.add_argument("--labels", help="comma-separated class names in output order")
+    labels.add_argument("--labels-file", type=Path, help="file with one class name per line")
+    parser.add_argument("--version", type=int, help="version to write (default: next free)")
+    parser.add_argument("--force", action="store_true", help="replace an existing --version")
+    parser.add_argument("--max-batch-size", type=int, default=64, help="default: 64")
+    parser.add_argument(
+        "--max-queue-delay-us", type=int, default=1000, help="dynamic batcher delay (default 1000)"
+    )
+    parser.add_argument(
+        "--max-queue-size", type=int, default=1024, help="requests queued before rejecting"
+    )
+    parser.add_argument(
+        "--queue-timeout-us",
+        type=int,
+        default=5_000_000,
+        help="reject a request that waited this long in the queue (default 5 s)",
+    )
+    parser.add_argument(
+        "--tensorrt-fp16", action="store_true", help="enable TF-TRT FP16 in config.pbtxt (GPU)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export, verify, and print one line per passed check."""
+    quiet_tensorflow()
+    from medserve.exporter import export_model
+    from medserve.model import load_classifier
+    from medserve.model_config import ServingOptions
+    from medserve.spec import ModelSpec
+
+    summary = read_training_summary(args.model)
+    model = load_classifier(args.model)
+    labels = resolve_labels(args.labels, args.labels_file, summary, args.model)
+    height, width = (int(d) for d in model.inputs[0].shape[1:3])
+    spec = ModelSpec(
+        name=args.name,
+        labels=labels,
+        image_size=(height, width),
+        max_batch_size=args.max_batch_size,
+    )
+    options = ServingOptions(
+        max_queue_delay_us=args.max_queue_delay_us,
+        max_queue_size=args.max_queue_size,
+        queue_timeout_us=args.queue_timeout_us,
+        tensorrt_fp16=args.tensorrt_fp16,
+    )
+    result = export_model(
+        model,
+        args.repo,
+        spec,
+        version=args.version,
+        force=args.force,
+        training_summary=summary,
+        options=options,
+    )
+    for line in result.report.lines():
+        print(line)
+    print(
+        f"exported {spec.name} version {result.version} to {result.version_dir} "
+        f"(+ {result.preprocess_dir.name}, {result.ensemble_dir.name})"
+    )
+    return 0
+
+
+def read_training_summary(model_path: Path) -> dict[str, Any] | None:
+    """Read ``training.json`` next to the model file, if there is one.
+
+    Raises:
+        UsageError: The file exists but is not a JSON object.
+    """
+    path = model_path.parent / TRAINING_SUMMARY
+    if not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path} is not readable JSON ({exc}); fix or delete it") from exc
+    if not isinstance(summary, dict):
+        raise UsageError(f"{path} must hold a JSON object, as `medserve train` writes it")
+    return summary
+
+
+def resolve_labels(
+    labels: str | None,
+    labels_file: Path | None,
+    summary: dict[str, Any] | None,
+    model_path: Path,
+) -> tuple[str, ...]:
+    """Pick the labels from the flags, else from ``training.json``.
+
+    Raises:
+        UsageError: No source of labels, an unreadable labels file, or bad labels.
+    """
+    if labels is not None:
+        return tuple(label.strip() for label in labels.split(","))
+    if labels_file is not None:
+        try:
+            lines = labels_file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise UsageError(f"cannot read --labels-file {labels_file}: {exc.strerror}") from exc
+        while lines and not lines[-1].strip():
+            lines.pop()
+        return tuple(line.strip() for line in lines)
+    if summary is not None:
+        found = summary.get("labels")
+        if not isinstance(found, list) or not all(isinstance(x, str) for x in found):
+            raise UsageError(
+                f"{model_path.parent / TRAINING_SUMMARY}: 'labels' must be a list of strings"
+            )
+        return tuple(found)
+    raise UsageError(
+        f"no labels for {model_path}: pass --labels a,b or --labels-file FILE "
+        f"(a model trained by `medserve train` has them in {TRAINING_SUMMARY})"
+    )

@@ -1,0 +1,244 @@
+"""Triton ``ModelConfig`` messages for the classifier, the decoder and the ensemble.
+
+Usage::
+
+    options = ServingOptions(max_queue_delay_us=500, tensorrt_fp16=True)
+    config = classifier_config(spec, "gpu", options)
+    (model_dir / "config.pbtxt").write_text(to_text(config))
+    same = parse_config(model_dir / "config.pbtxt")
+
+Every config is a protobuf message (``tritonclient.grpc.model_config_pb2``)
+printed with ``text_format``, so a misspelt field fails here, not on the server.
+
+Three deployments share one artifact and one set of tensor names:
+
+- ``gpu`` (``config.pbtxt``): TensorFlow backend (``tensorflow_savedmodel``) on
+  ``KIND_GPU``, optionally with TF-TRT FP16.
+- ``cpu`` (``configs/cpu.pbtxt``): the same on ``KIND_CPU``.
+- ``local`` (``configs/local.pbtxt``): the Python backend on ``KIND_CPU``; its
+  ``model.py`` runs the same SavedModel with TensorFlow. The local server has
+  no TensorFlow backend, only the Python one.
+
+With ``max_batch_size > 0`` Triton adds the batch dimension itself, so ``dims``
+never include it (``[224, 224, 3]``, not ``[-1, 224, 224, 3]``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from medserve.errors import UsageError, VerificationError
+from medserve.spec import LABELS_FILENAME, ModelSpec
+
+ConfigKind = Literal["gpu", "cpu", "local"]
+CONFIG_KINDS: tuple[ConfigKind, ...] = ("gpu", "cpu", "local")
+PREPROCESS_SUFFIX = "_preprocess"
+TF_PLATFORM = "tensorflow_savedmodel"
+PYTHON_BACKEND = "python"
+ENSEMBLE_PLATFORM = "ensemble"
+# Name of the tensor between the two ensemble steps (internal to the ensemble).
+ENSEMBLE_IMAGE_TENSOR = "decoded_image"
+
+
+def config_path(model_dir: Path, kind: ConfigKind) -> Path:
+    """Where the config of ``kind`` lives: ``config.pbtxt`` or ``configs/<kind>.pbtxt``."""
+    return model_dir / "config.pbtxt" if kind == "gpu" else model_dir / "configs" / f"{kind}.pbtxt"
+
+
+def preprocess_name(spec: ModelSpec) -> str:
+    """Triton model name of the decode-and-resize model (``medcnn_preprocess``)."""
+    return spec.name + PREPROCESS_SUFFIX
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServingOptions:
+    """Batching, queueing and acceleration settings of the classifier configs.
+
+    Attributes:
+        max_queue_delay_us: How long the dynamic batcher may hold a request to
+            form a larger batch.
+        preferred_batch_sizes: Batch sizes the batcher aims for; empty means
+            ``max_batch_size // 4``, ``// 2`` and ``max_batch_size``.
+        max_queue_size: Requests beyond this many waiting are rejected at once
+            (back-pressure instead of unbounded latency).
+        queue_timeout_us: A request that waited this long in the queue is
+            rejected (clients may ask for a shorter timeout).
+        gpu_instances: Model instances per GPU in ``config.pbtxt``.
+        cpu_instances: Model instances in the CPU and local configs.
+        tensorrt_fp16: Add the TF-TRT FP16 accelerator to ``config.pbtxt``.
+        tensorrt_workspace_bytes: TF-TRT ``max_workspace_size_bytes``.
+    """
+
+    max_queue_delay_us: int = 1000
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_size: int = 1024
+    queue_timeout_us: int = 5_000_000
+    gpu_instances: int = 1
+    cpu_instances: int = 1
+    tensorrt_fp16: bool = False
+    tensorrt_workspace_bytes: int = 1 << 30
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_queue_delay_us <= 10_000_000:
+            raise UsageError(
+                f"max_queue_delay_us must be in 0..10000000, got {self.max_queue_delay_us}"
+            )
+        if self.max_queue_size < 1:
+            raise UsageError(f"max_queue_size must be at least 1, got {self.max_queue_size}")
+        if self.queue_timeout_us < 1:
+            raise UsageError(f"queue_timeout_us must be positive, got {self.queue_timeout_us}")
+        if self.gpu_instances < 1 or self.cpu_instances < 1:
+            raise UsageError("gpu_instances and cpu_instances must be at least 1")
+        if any(size < 1 for size in self.preferred_batch_sizes):
+            raise UsageError(
+                f"preferred batch sizes must be positive: {self.preferred_batch_sizes}"
+            )
+
+    def batch_sizes_for(self, max_batch_size: int) -> list[int]:
+        """The preferred batch sizes to write for ``max_batch_size``."""
+        if self.preferred_batch_sizes:
+            too_big = [size for size in self.preferred_batch_sizes if size > max_batch_size]
+            if too_big:
+                raise UsageError(
+                    f"preferred batch sizes {too_big} exceed max_batch_size {max_batch_size}"
+                )
+            return sorted(set(self.preferred_batch_sizes))
+        return sorted(
+            {size for size in (max_batch_size // 4, max_batch_size // 2) if size > 0}
+            | {max_batch_size}
+        )
+
+
+def classifier_config(
+    spec: ModelSpec, kind: ConfigKind, options: ServingOptions | None = None
+) -> mc.ModelConfig:
+    """Build the classifier's config for one deployment ``kind``.
+
+    Args:
+        spec: Tensor names, input size, labels and ``max_batch_size``.
+        kind: ``"gpu"``, ``"cpu"`` or ``"local"``.
+        options: Batching and acceleration settings (defaults when ``None``).
+    """
+    options = options or ServingOptions()
+    config = _base_config(spec.name, kind, spec.max_batch_size)
+    config.input.add(name=spec.input_name, data_type=mc.TYPE_UINT8, dims=list(spec.input_shape))
+    config.output.add(
+        name=spec.output_name,
+        data_type=mc.TYPE_FP32,
+        dims=[spec.num_classes],
+        label_filename=LABELS_FILENAME,
+    )
+    batching = config.dynamic_batching
+    batching.max_queue_delay_microseconds = options.max_queue_delay_us
+    batching.preferred_batch_size.extend(options.batch_sizes_for(spec.max_batch_size))
+    policy = batching.default_queue_policy
+    policy.max_queue_size = options.max_queue_size
+    policy.timeout_action = mc.ModelQueuePolicy.REJECT
+    policy.default_timeout_microseconds = options.queue_timeout_us
+    policy.allow_timeout_override = True
+    if kind == "gpu":
+        config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_GPU, count=options.gpu_instances)
+    else:
+        config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=options.cpu_instances)
+    # Warm-up runs zero images through every instance before the model reports
+    # ready: the first real request is not slow and TF-TRT builds its engines
+    # for both ends of the batch range.
+    for batch_size in sorted({1, spec.max_batch_size}):
+        warmup = config.model_warmup.add(name=f"zeros_batch_{batch_size}", batch_size=batch_size)
+        warmup.inputs[spec.input_name].data_type = mc.TYPE_UINT8
+        warmup.inputs[spec.input_name].dims.extend(spec.input_shape)
+        warmup.inputs[spec.input_name].zero_data = True
+    if kind == "gpu" and options.tensorrt_fp16:
+        accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add(
+            name="tensorrt"
+        )
+        accelerator.parameters["precision_mode"] = "FP16"
+        accelerator.parameters["max_workspace_size_bytes"] = str(options.tensorrt_workspace_bytes)
+    return config
+
+
+def preprocess_config(
+    spec: ModelSpec, kind: ConfigKind, options: ServingOptions | None = None
+) -> mc.ModelConfig:
+    """Build the decode-and-resize model's config for one deployment ``kind``.
+
+    No dynamic batching on purpose: Triton then runs each request on its own,
+    so one corrupt image fails only the request that carried it. It runs on
+    CPU instances in every deployment because image decoding is CPU work in
+    TensorFlow anyway. No warm-up: zero bytes are not a decodable image.
+    """
+    options = options or ServingOptions()
+    config = _base_config(preprocess_name(spec), kind, spec.max_batch_size)
+    config.input.add(name=spec.encoded_input_name, data_type=mc.TYPE_STRING, dims=[1])
+    config.output.add(name=spec.input_name, data_type=mc.TYPE_UINT8, dims=list(spec.input_shape))
+    config.instance_group.add(
+        kind=mc.ModelInstanceGroup.KIND_CPU, count=max(options.cpu_instances, 1)
+    )
+    return config
+
+
+def ensemble_config(spec: ModelSpec) -> mc.ModelConfig:
+    """Build the ``<name>_encoded`` ensemble: encoded bytes -> decoder -> classifier.
+
+    The same config serves every deployment (an ensemble has no backend); its
+    output carries the labels so Triton's classification extension works on
+    the encoded entry point too.
+    """
+    config = mc.ModelConfig(
+        name=spec.encoded_name, platform=ENSEMBLE_PLATFORM, max_batch_size=spec.max_batch_size
+    )
+    config.input.add(name=spec.encoded_input_name, data_type=mc.TYPE_STRING, dims=[1])
+    config.output.add(
+        name=spec.output_name,
+        data_type=mc.TYPE_FP32,
+        dims=[spec.num_classes],
+        label_filename=LABELS_FILENAME,
+    )
+    decode = config.ensemble_scheduling.step.add(model_name=preprocess_name(spec), model_version=-1)
+    decode.input_map[spec.encoded_input_name] = spec.encoded_input_name
+    decode.output_map[spec.input_name] = ENSEMBLE_IMAGE_TENSOR
+    classify = config.ensemble_scheduling.step.add(model_name=spec.name, model_version=-1)
+    classify.input_map[spec.input_name] = ENSEMBLE_IMAGE_TENSOR
+    classify.output_map[spec.output_name] = spec.output_name
+    return config
+
+
+def to_text(config: mc.ModelConfig) -> str:
+    """Print ``config`` in protobuf text format, as ``config.pbtxt`` expects."""
+    return text_format.MessageToString(config)
+
+
+def parse_config(path: Path) -> mc.ModelConfig:
+    """Parse a ``config.pbtxt``-style file into a ``ModelConfig``.
+
+    Raises:
+        VerificationError: The file is missing or is not a valid ``ModelConfig``.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise VerificationError(f"cannot read model config {path}: {exc.strerror}") from exc
+    try:
+        return text_format.Parse(text, mc.ModelConfig())
+    except text_format.ParseError as exc:
+        raise VerificationError(f"{path} is not a valid Triton ModelConfig: {exc}") from exc
+
+
+def _base_config(name: str, kind: ConfigKind, max_batch_size: int) -> mc.ModelConfig:
+    """Name, platform or backend, batch size and version policy shared by all."""
+    if kind not in CONFIG_KINDS:
+        raise UsageError(f"config kind must be one of {', '.join(CONFIG_KINDS)}, got {kind!r}")
+    config = mc.ModelConfig(name=name, max_batch_size=max_batch_size)
+    if kind == "local":
+        config.backend = PYTHON_BACKEND
+    else:
+        config.platform = TF_PLATFORM
+    # Serve only the newest version: an export rolls the model forward and the
+    # previous version directory stays on disk for a quick rollback.
+    config.version_policy.latest.num_versions = 1
+    return config

@@ -1,0 +1,173 @@
+"""Files of a Triton model repository: versions, atomic writes, checksums.
+
+Usage::
+
+    repo = prepare_repository(Path("model_repository"))
+    version = choose_version([repo / "medcnn", repo / "medcnn_preprocess"], None, force=False)
+    with staged_directory(repo / "medcnn") as tmp:
+        (tmp / "model.py").write_text(...)
+        ...  # later: commit_directory(tmp, repo / "medcnn" / str(version), force=False)
+    write_text_atomic(repo / "medcnn" / "config.pbtxt", text)
+
+A version is built in a hidden ``.tmp-*`` directory inside the model directory
+(same file system, so the final ``os.rename`` is atomic) and renamed into
+place only when complete. Triton ignores such directories: it logs "ignore
+version directory '.tmp-...' which fails to convert to integral number" and
+loads only numeric ones, so an interrupted export leaves nothing it would load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from medserve.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+TMP_PREFIX = ".tmp-"
+_CHUNK = 1 << 20
+
+
+def prepare_repository(repo: Path) -> Path:
+    """Create the repository directory if needed and check that it is one.
+
+    Raises:
+        UsageError: ``repo`` exists and is a file, or cannot be created.
+    """
+    if repo.exists() and not repo.is_dir():
+        raise UsageError(f"repository path {repo} is a file; pass a directory with --repo")
+    try:
+        repo.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create repository directory {repo}: {exc.strerror}") from exc
+    return repo
+
+
+def existing_versions(model_dir: Path) -> list[int]:
+    """The numeric version directories of ``model_dir``, sorted (empty if none)."""
+    if not model_dir.is_dir():
+        return []
+    return sorted(
+        int(child.name)
+        for child in model_dir.iterdir()
+        if child.is_dir() and child.name.isdigit() and int(child.name) > 0
+    )
+
+
+def choose_version(model_dirs: Iterable[Path], requested: int | None, *, force: bool) -> int:
+    """Pick the version number to write into every one of ``model_dirs``.
+
+    Models exported together (the classifier and its decoder) share a version
+    number, so the default is one past the highest version in any of them.
+
+    Raises:
+        UsageError: ``requested`` is not positive, or exists and ``force`` is off.
+    """
+    dirs = list(model_dirs)
+    if requested is None:
+        return max((v for d in dirs for v in existing_versions(d)), default=0) + 1
+    if requested < 1:
+        raise UsageError(f"--version must be a positive integer, got {requested}")
+    taken = [d / str(requested) for d in dirs if (d / str(requested)).exists()]
+    if taken and not force:
+        raise UsageError(
+            f"version {requested} already exists at {taken[0]}; pass --force to replace it "
+            "or omit --version to write the next free version"
+        )
+    return requested
+
+
+@contextlib.contextmanager
+def staged_directory(parent: Path) -> Iterator[Path]:
+    """Yield a fresh hidden directory in ``parent``; remove it unless it was committed.
+
+    Anything the block raises propagates after the staging directory is gone,
+    so a failed export leaves no partial version behind.
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=parent))
+    try:
+        yield staging
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def commit_directory(staging: Path, target: Path, *, force: bool) -> None:
+    """Rename the complete ``staging`` directory to ``target``.
+
+    With ``force`` an existing ``target`` is first renamed aside (still inside
+    a hidden directory Triton ignores) and deleted only after the new one is
+    in place.
+
+    Raises:
+        UsageError: ``target`` exists and ``force`` is off.
+    """
+    old: Path | None = None
+    if target.exists():
+        if not force:
+            raise UsageError(f"{target} already exists; pass --force to replace it")
+        old = target.with_name(f"{TMP_PREFIX}old-{target.name}-{uuid.uuid4().hex[:8]}")
+        os.rename(target, old)
+    try:
+        os.rename(staging, target)
+    except OSError:
+        if old is not None:
+            os.rename(old, target)  # Put the previous version back.
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    log.debug("committed %s", target)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and ``os.replace``.
+
+    A reader (Triton polling the repository, another export) sees either the
+    old file or the new one, never half of one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of one file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_checksums(root: Path, *, exclude: Iterable[str] = ()) -> dict[str, str]:
+    """sha256 of every file under ``root`` by POSIX relative path, sorted.
+
+    Args:
+        root: A version directory.
+        exclude: Relative paths to leave out (the model card, which holds the sums).
+    """
+    skip = set(exclude)
+    sums: dict[str, str] = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = path.relative_to(root).as_posix()
+        if relative not in skip and "__pycache__" not in path.parts:
+            sums[relative] = sha256_file(path)
+    return sums
