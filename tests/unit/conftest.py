@@ -1,0 +1,73 @@
+"""Shared fixtures of the unit tests.
+
+Usage::
+
+    def test_something(exported_repo: ExportedRepo) -> None:
+        assert (exported_repo.repo / "medcnn" / "1").is_dir()
+
+``exported_repo`` exports one tiny classifier once per session (32x32 inputs,
+filters (4, 8, 8), dense 16) so the export and verify tests share one real
+SavedModel; tests that change files work on ``repo_copy``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TINY_LABELS = ("normal", "nodule", "effusion")
+TINY_SIZE = (32, 32)
+TINY_MAX_BATCH = 8
+
+
+@dataclass(frozen=True)
+class ExportedRepo:
+    """A repository written by one real export of a tiny model."""
+
+    repo: Path
+    spec: Any
+    model: Any
+    result: Any
+
+
+def build_tiny_model(num_classes: int = len(TINY_LABELS), seed: int = 0) -> Any:
+    """A reference CNN small enough to export in a second or two."""
+    from medserve.model import build_reference_cnn
+
+    return build_reference_cnn(
+        (*TINY_SIZE, 3), num_classes, filters=(4, 8, 8), dense_units=16, seed=seed
+    )
+
+
+@pytest.fixture(scope="session")
+def exported_repo(tmp_path_factory: pytest.TempPathFactory) -> ExportedRepo:
+    """One tiny model exported into a fresh repository (version 1)."""
+    from medserve.exporter import export_model
+    from medserve.spec import ModelSpec
+
+    spec = ModelSpec(labels=TINY_LABELS, image_size=TINY_SIZE, max_batch_size=TINY_MAX_BATCH)
+    model = build_tiny_model()
+    repo = tmp_path_factory.mktemp("exported") / "model_repository"
+    result = export_model(
+        model,
+        repo,
+        spec,
+        training_summary={
+            "labels": list(TINY_LABELS),
+            "class_counts": {"train": {"normal": 5, "nodule": 4, "effusion": 3}},
+            "metrics": {"val_accuracy": 0.5, "val_roc_auc": 0.5, "val_loss": 1.0},
+        },
+    )
+    return ExportedRepo(repo=repo, spec=spec, model=model, result=result)
+
+
+@pytest.fixture
+def repo_copy(exported_repo: ExportedRepo, tmp_path: Path) -> Path:
+    """A private copy of the exported repository that a test may damage."""
+    target = tmp_path / "model_repository"
+    shutil.copytree(exported_repo.repo, target)
+    return target
