@@ -167,7 +167,9 @@ def _grayscale_to_uint8(
     if window is not None:
         return _linear_window(values, window.center, window.width)
     if "VOILUTSequence" in dataset:
-        voi = np.asarray(apply_voi_lut(values, dataset, index=0), dtype=np.float64)
+        # A VOI LUT is indexed by integer modality values; pydicom warns on floats.
+        indices = np.rint(values).astype(np.int64)
+        voi = np.asarray(apply_voi_lut(indices, dataset, index=0), dtype=np.float64)
         descriptor = dataset.VOILUTSequence[0].LUTDescriptor
         bits = int(descriptor[2])
         return np.clip(np.rint(voi * 255.0 / (2**bits - 1)), 0, 255).astype(np.uint8)

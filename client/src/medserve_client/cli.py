@@ -1,0 +1,188 @@
+"""The ``medserve-client`` command: health, model info and classification from a shell.
+
+Usage::
+
+    medserve-client health --url 127.0.0.1:8001
+    medserve-client info --json
+    medserve-client classify chest.png ct.dcm --top-k 2 --json
+    medserve-client --url http://127.0.0.1:8000 classify scans/*.png
+
+Errors are one line on stderr and an exit status per error class (see
+:mod:`medserve_client.exceptions`), never a traceback. The bearer token is
+read from ``--token`` or the ``MEDSERVE_TOKEN`` environment variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any, TextIO
+
+from medserve_client._client import Client
+from medserve_client._errors import InvalidInputError, MedServeError
+from medserve_client._models import DicomSource, Prediction, Window
+
+log = logging.getLogger("medserve_client")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(
+        prog="medserve-client", description="Call a medserve classifier served by Triton."
+    )
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("MEDSERVE_URL", "127.0.0.1:8001"),
+        help="host:port or grpc://, grpcs://, http://, https:// URL "
+        "(default: $MEDSERVE_URL or 127.0.0.1:8001)",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=("grpc", "http"),
+        default=None,
+        help="protocol when the URL has no scheme (default grpc)",
+    )
+    parser.add_argument("--model", default="medcnn", help="model name (default medcnn)")
+    parser.add_argument("--model-version", default=None, help="pin a model version")
+    parser.add_argument("--timeout-s", type=float, default=30.0, help="deadline per call")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("MEDSERVE_TOKEN"),
+        help="bearer token (default: $MEDSERVE_TOKEN)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    health = commands.add_parser("health", help="is the server up and the model ready?")
+    health.add_argument("--json", action="store_true", help="print JSON")
+    info = commands.add_parser("info", help="the model's inputs, labels and batch limit")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    classify = commands.add_parser("classify", help="classify image or DICOM files")
+    classify.add_argument("paths", nargs="+", metavar="PATH", help="PNG, JPEG, DICOM... files")
+    classify.add_argument("--top-k", type=int, default=1, help="labels per file (default 1)")
+    classify.add_argument("--json", action="store_true", help="one JSON object per line")
+    classify.add_argument(
+        "--encoded", action="store_true", help="send the file bytes; the server decodes and resizes"
+    )
+    classify.add_argument("--frame", type=int, default=None, help="frame of multi-frame DICOM")
+    classify.add_argument(
+        "--window", default=None, metavar="CENTER,WIDTH", help="DICOM window override, e.g. 40,400"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> int:
+    """Run the CLI; returns the process exit status."""
+    out = stdout or sys.stdout
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        with Client(
+            args.url,
+            model=args.model,
+            version=args.model_version,
+            protocol=args.protocol,
+            timeout_s=args.timeout_s,
+            bearer_token=args.token,
+            send_encoded=getattr(args, "encoded", False),
+        ) as client:
+            if args.command == "health":
+                return _health(client, args, out)
+            if args.command == "info":
+                return _info(client, args, out)
+            return _classify(client, args, out)
+    except MedServeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _health(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    ready = client.ready()
+    if args.json:
+        payload = {"url": client.endpoint.display_url, "model": client.model, "ready": ready}
+        print(json.dumps(payload), file=out)
+    else:
+        state = "ready" if ready else "NOT ready"
+        print(f"{client.endpoint.display_url} model {client.model}: {state}", file=out)
+    return 0 if ready else 1
+
+
+def _info(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    info = client.model_info()
+    if args.json:
+        print(json.dumps(asdict(info), indent=2), file=out)
+        return 0
+    height, width, channels = info.input_shape
+    lines = [
+        f"model        {info.name} (version {info.version or '-'}; platform {info.platform})",
+        f"input        {info.input_name} {info.input_datatype} [{height}, {width}, {channels}]",
+        f"output       {info.output_name} [{info.num_classes}]",
+        f"labels       {', '.join(info.labels)}",
+        f"max batch    {info.max_batch_size}",
+    ]
+    print("\n".join(lines), file=out)
+    return 0
+
+
+def _classify(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    window = _parse_window(args.window)
+    inputs: list[Any] = []
+    for path in args.paths:
+        if (args.frame is not None or window is not None) and _looks_like_dicom(path):
+            inputs.append(DicomSource(path, frame=args.frame, window=window))
+            continue
+        inputs.append(path)
+    predictions = client.classify(inputs, top_k=args.top_k)
+    for path, prediction in zip(args.paths, predictions, strict=True):
+        print(_format(path, prediction, as_json=args.json), file=out)
+    return 0
+
+
+def _looks_like_dicom(path: str) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False  # Reported with a clear message by classify itself.
+
+
+def _parse_window(text: str | None) -> Window | None:
+    if text is None:
+        return None
+    try:
+        center, width = (float(part) for part in text.split(","))
+    except ValueError as exc:
+        raise InvalidInputError(
+            f"--window must be CENTER,WIDTH (e.g. 40,400), got {text!r}"
+        ) from exc
+    return Window(center=center, width=width)
+
+
+def _format(path: str, prediction: Prediction, *, as_json: bool) -> str:
+    if as_json:
+        return json.dumps(
+            {
+                "path": path,
+                "label": prediction.label,
+                "score": prediction.score,
+                "top_k": [{"label": label, "score": score} for label, score in prediction.top_k],
+                "model": prediction.model_name,
+                "version": prediction.model_version,
+                "latency_ms": round(prediction.latency_ms, 3),
+            }
+        )
+    ranked = "  ".join(f"{label}={score:.4f}" for label, score in prediction.top_k)
+    return f"{path}\t{ranked}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Fixtures of the client unit tests: the fake transport and clients built on it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from client_fakes import FakeTransport
+
+
+@pytest.fixture
+def fake() -> FakeTransport:
+    """A fresh fake transport."""
+    return FakeTransport()
+
+
+@pytest.fixture
+def make_client(fake: FakeTransport) -> Iterator[Callable[..., Any]]:
+    """Build Clients on the fake transport; closes them after the test."""
+    from medserve_client import Client
+
+    clients: list[Client] = []
+
+    def build(**kwargs: Any) -> Client:
+        kwargs.setdefault("retries", 0)
+        client = Client("127.0.0.1:8001", transport=kwargs.pop("transport", fake), **kwargs)
+        clients.append(client)
+        return client
+
+    yield build
+    for client in clients:
+        client.close()

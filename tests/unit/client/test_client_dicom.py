@@ -1,0 +1,151 @@
+"""DICOM inputs: modality LUT, windowing, MONOCHROME1, frames, codecs, and no patient data."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from client_fakes import FakeTransport
+from pydicom.data import get_testdata_file
+
+from medserve_client import Client, DicomSource, InvalidInputError, Window
+from medserve_client._dicom import dicom_to_rgb
+from medserve_client._inputs import prepare_encoded, prepare_tensor
+
+
+def _local(name: str) -> str:
+    # Only files shipped in the pydicom wheel: never let pydicom download.
+    path = get_testdata_file(name, download=False)
+    assert path is not None, name
+    return str(path)
+
+
+CT = _local("CT_small.dcm")
+MR = _local("MR_small.dcm")
+# Attributes of CT_small.dcm that must never appear in a message or a log line.
+CT_PATIENT = [
+    str(pydicom.dcmread(CT).get(keyword))
+    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber")
+    if str(pydicom.dcmread(CT).get(keyword) or "")
+]
+
+
+def test_ct_small_has_patient_attributes_to_protect() -> None:
+    assert "CompressedSamples^CT1" in CT_PATIENT and "1CT1" in CT_PATIENT
+
+
+def test_ct_without_a_window_is_modality_lut_then_min_max_stretched() -> None:
+    dataset = pydicom.dcmread(CT)
+    rgb = dicom_to_rgb(dataset, what="ct")
+    assert rgb.dtype == np.uint8 and rgb.shape == (128, 128, 3)
+    assert rgb.min() == 0 and rgb.max() == 255
+    assert np.array_equal(rgb[..., 0], rgb[..., 1])
+
+
+def test_a_window_override_applies_the_dicom_linear_formula_to_hounsfield_units() -> None:
+    dataset = pydicom.dcmread(CT)
+    hu = dataset.pixel_array * float(dataset.RescaleSlope) + float(dataset.RescaleIntercept)
+    rgb = dicom_to_rgb(dataset, what="ct", window=Window(center=40, width=400))
+    expected = np.clip(np.rint(((hu - 39.5) / 399 + 0.5) * 255), 0, 255)
+    np.testing.assert_array_equal(rgb[..., 0], expected.astype(np.uint8))
+    # Below the window is black, above is white.
+    assert np.all(rgb[..., 0][hu <= 40 - 200] == 0)
+    assert np.all(rgb[..., 0][hu > 40 + 200] == 255)
+
+
+def test_the_files_own_window_centre_and_width_are_used_when_present() -> None:
+    dataset = pydicom.dcmread(MR)
+    center, width = float(dataset.WindowCenter), float(dataset.WindowWidth)
+    stored = dicom_to_rgb(dataset, what="mr")
+    explicit = dicom_to_rgb(dataset, what="mr", window=Window(center=center, width=width))
+    np.testing.assert_array_equal(stored, explicit)
+    other = dicom_to_rgb(dataset, what="mr", window=Window(center=center, width=width / 4))
+    assert not np.array_equal(stored, other)
+
+
+def test_a_voi_lut_sequence_takes_precedence_over_min_max() -> None:
+    dataset = pydicom.dcmread(CT)
+    item = pydicom.Dataset()
+    item.LUTDescriptor = [4096, -2048, 8]  # 4096 entries from HU -2048, 8-bit output.
+    lut = np.zeros(4096, dtype=np.uint16)
+    lut[2048 + 50 :] = 255  # A threshold at 50 HU.
+    item.LUTData = lut.tolist()
+    dataset.VOILUTSequence = pydicom.Sequence([item])
+    rgb = dicom_to_rgb(dataset, what="ct")
+    assert set(np.unique(rgb)) <= {0, 255}
+
+
+def test_monochrome1_is_inverted_relative_to_monochrome2() -> None:
+    dataset = pydicom.dcmread(CT)
+    inverted = copy.deepcopy(dataset)
+    inverted.PhotometricInterpretation = "MONOCHROME1"
+    window = Window(center=40, width=400)
+    normal = dicom_to_rgb(dataset, what="ct", window=window)
+    flipped = dicom_to_rgb(inverted, what="ct", window=window)
+    np.testing.assert_array_equal(flipped.astype(np.int32), 255 - normal.astype(np.int32))
+
+
+def test_multi_frame_files_need_an_explicit_frame() -> None:
+    path = _local("rtdose.dcm")
+    with pytest.raises(InvalidInputError, match=r"15 frames.*frame=N"):
+        prepare_tensor(path, index=0, target_hw=(8, 8))
+    first = prepare_tensor(DicomSource(path, frame=0), index=0, target_hw=(8, 8))
+    last = prepare_tensor(DicomSource(path, frame=14), index=0, target_hw=(8, 8))
+    assert first.shape == (8, 8, 3) and not np.array_equal(first, last)
+    with pytest.raises(InvalidInputError, match=r"out of range 0\.\.14"):
+        prepare_tensor(DicomSource(path, frame=15), index=0, target_hw=(8, 8))
+
+
+def test_a_compressed_transfer_syntax_without_decoder_names_the_plugin_to_install() -> None:
+    path = _local("MR_small_jpeg_ls_lossless.dcm")
+    with pytest.raises(InvalidInputError, match=r"1\.2\.840\.10008\.1\.2\.4\.80.*pylibjpeg"):
+        prepare_tensor(path, index=0, target_hw=(8, 8))
+
+
+def test_dicom_is_recognised_by_magic_as_path_bytes_and_dataset() -> None:
+    as_path = prepare_tensor(CT, index=0, target_hw=(32, 32))
+    as_bytes = prepare_tensor(Path(CT).read_bytes(), index=0, target_hw=(32, 32))
+    as_dataset = prepare_tensor(pydicom.dcmread(CT), index=0, target_hw=(32, 32))
+    np.testing.assert_array_equal(as_path, as_bytes)
+    np.testing.assert_array_equal(as_path, as_dataset)
+
+
+def test_dicom_goes_to_the_encoded_entry_point_as_a_rendered_png() -> None:
+    payload = prepare_encoded(CT, index=0)
+    assert payload.startswith(b"\x89PNG")
+
+
+def test_no_patient_attribute_reaches_messages_or_logs(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    messages: list[str] = []
+    dataset = pydicom.dcmread(CT)
+    truncated = tmp_path / "truncated.dcm"
+    truncated.write_bytes(Path(CT).read_bytes()[:600])
+    failing = [
+        DicomSource(CT, frame=3),
+        DicomSource(dataset, frame=1),
+        truncated,
+    ]
+    no_pixels = copy.deepcopy(dataset)
+    del no_pixels.PixelData
+    failing.append(no_pixels)
+    for value in failing:
+        with pytest.raises(InvalidInputError) as info:
+            prepare_tensor(value, index=0, target_hw=(8, 8))
+        messages.append(str(info.value))
+    fake = FakeTransport(max_batch_size=2)
+    with Client("127.0.0.1:1", transport=fake, retries=0) as client:
+        client.classify([CT, dataset, DicomSource(CT, window=Window(center=0, width=100))])
+        with pytest.raises(InvalidInputError) as info:
+            client.classify([CT, DicomSource(CT, frame=2)])
+        messages.append(str(info.value))
+    text = "\n".join(messages) + "\n" + caplog.text
+    for secret in CT_PATIENT:
+        assert secret not in text
+    assert any("CT_small.dcm" in message for message in messages)  # Named by its path.
