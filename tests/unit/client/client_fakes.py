@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from medserve_client._transport import InferCall, InferReply
+from medserve_client._transport import Endpoint, InferCall, InferReply, mapped
 
 LABELS = ("normal", "lesion")
 SIZE = 16
@@ -105,7 +105,11 @@ class FakeTransport:
             if self.delay_s:
                 time.sleep(self.delay_s)
             if failure is not None:
-                raise failure
+                # The real transports map at this boundary; so does the fake.
+                with mapped(
+                    Endpoint(url="127.0.0.1:1"), model=call.model, timeout_s=1.0, action="infer"
+                ):
+                    raise failure
             return self._answer(call)
         finally:
             with self._lock:
