@@ -1,0 +1,199 @@
+"""Constructor options: URLs and protocols, TLS, headers and tokens; the CLI; AsyncClient."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from client_fakes import FakeTransport, gray, png_bytes
+
+from medserve_client import TLS, AsyncClient, Client, InvalidInputError
+from medserve_client._core import parse_url
+from medserve_client._transport import InferCall, InferReply, grpc_headers
+
+
+@pytest.mark.parametrize(
+    ("url", "protocol", "expected"),
+    [
+        ("127.0.0.1:8001", None, ("127.0.0.1:8001", "grpc", False)),
+        ("localhost", "http", ("localhost:8000", "http", False)),
+        ("grpc://triton", None, ("triton:8001", "grpc", False)),
+        ("grpcs://triton:443", None, ("triton:443", "grpc", True)),
+        ("http://triton:8000/", None, ("triton:8000", "http", False)),
+        (
+            "https://triton.example.org/v2base",
+            None,
+            ("triton.example.org:8000/v2base", "http", True),
+        ),
+    ],
+)
+def test_urls_choose_protocol_port_and_tls(
+    url: str, protocol: str | None, expected: tuple[str, str, bool]
+) -> None:
+    assert parse_url(url, protocol) == expected
+
+
+def test_contradicting_or_unknown_schemes_are_refused() -> None:
+    with pytest.raises(InvalidInputError, match="implies protocol 'http'"):
+        parse_url("http://x:1", "grpc")
+    with pytest.raises(InvalidInputError, match="ftp"):
+        parse_url("ftp://x:1", None)
+    with pytest.raises(InvalidInputError, match="'grpc' or 'http'"):
+        parse_url("x:1", "websocket")
+
+
+def test_tls_options_turn_tls_on_and_need_key_and_chain_together() -> None:
+    client = Client("triton:8001", tls=TLS(root_certificates="ca.pem"))
+    assert client.endpoint.ssl and client.endpoint.display_url == "grpcs://triton:8001"
+    with pytest.raises(InvalidInputError, match="mutual TLS"):
+        TLS(private_key="k.pem")
+
+
+def test_headers_and_bearer_token_reach_every_request_but_not_the_url() -> None:
+    client = Client("x:1", headers={"X-Tenant": "radiology"}, bearer_token="s3cret")
+    assert client.endpoint.headers == {"X-Tenant": "radiology", "authorization": "Bearer s3cret"}
+    assert "s3cret" not in client.endpoint.display_url
+    assert grpc_headers(client.endpoint.headers) == {
+        "x-tenant": "radiology",
+        "authorization": "Bearer s3cret",
+    }
+    with pytest.raises(InvalidInputError, match="one-line"):
+        Client("x:1", headers={"X-Bad": "a\nb"})
+
+
+def test_cli_classify_prints_one_json_object_per_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake: FakeTransport
+) -> None:
+    from medserve_client import cli
+
+    paths = []
+    for value in (10, 240):
+        path = tmp_path / f"{value}.png"
+        path.write_bytes(png_bytes(gray(value, size=20)))
+        paths.append(str(path))
+    _patch_client(monkeypatch, fake)
+    out = io.StringIO()
+    status = cli.main(["classify", *paths, "--top-k", "2", "--json"], stdout=out)
+    assert status == 0
+    rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [row["path"] for row in rows] == paths
+    assert [row["label"] for row in rows] == ["normal", "lesion"]
+    assert len(rows[0]["top_k"]) == 2
+
+
+def test_cli_health_and_info(monkeypatch: pytest.MonkeyPatch, fake: FakeTransport) -> None:
+    from medserve_client import cli
+
+    _patch_client(monkeypatch, fake)
+    out = io.StringIO()
+    assert cli.main(["health", "--json"], stdout=out) == 0
+    assert json.loads(out.getvalue())["ready"] is True
+    out = io.StringIO()
+    assert cli.main(["info"], stdout=out) == 0
+    assert "labels       normal, lesion" in out.getvalue()
+    assert cli.main(["--model", "nope", "health"], stdout=io.StringIO()) == 1
+
+
+def test_cli_errors_are_one_line_with_the_exit_status_of_their_class(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fake: FakeTransport
+) -> None:
+    from medserve_client import cli
+
+    _patch_client(monkeypatch, fake)
+    status = cli.main(["classify", "/no/such/file.png"], stdout=io.StringIO())
+    err = capsys.readouterr().err
+    assert status == InvalidInputError.exit_code
+    assert err.startswith("error: /no/such/file.png: no such file") and err.count("\n") == 1
+    status = cli.main(["classify", "x.dcm", "--window", "abc"], stdout=io.StringIO())
+    assert status == 2 and "CENTER,WIDTH" in capsys.readouterr().err
+
+
+def _patch_client(monkeypatch: pytest.MonkeyPatch, fake: FakeTransport) -> None:
+    from medserve_client import cli
+
+    real = cli.Client
+
+    def build(*args: Any, **kwargs: Any) -> Client:
+        return real(*args, transport=fake, **kwargs)
+
+    monkeypatch.setattr(cli, "Client", build)
+
+
+class AsyncFake:
+    """The fake transport behind the asyncio interface."""
+
+    def __init__(self, fake: FakeTransport) -> None:
+        self.fake = fake
+        self.endpoint = None
+
+    async def server_ready(self, *, timeout_s: float) -> bool:
+        return self.fake.server_ready(timeout_s=timeout_s)
+
+    async def model_ready(self, model: str, version: str, *, timeout_s: float) -> bool:
+        return self.fake.model_ready(model, version, timeout_s=timeout_s)
+
+    async def model_metadata(self, model: str, version: str, *, timeout_s: float) -> Any:
+        return self.fake.model_metadata(model, version, timeout_s=timeout_s)
+
+    async def model_config(self, model: str, version: str, *, timeout_s: float) -> Any:
+        return self.fake.model_config(model, version, timeout_s=timeout_s)
+
+    async def infer(self, call: InferCall) -> InferReply:
+        await asyncio.sleep(0.005)  # Let other requests start: concurrency is observable.
+        return await asyncio.to_thread(self.fake.infer, call)
+
+    async def register_shm(self, name: str, key: str, byte_size: int, *, timeout_s: float) -> None:
+        self.fake.register_shm(name, key, byte_size, timeout_s=timeout_s)
+
+    async def unregister_shm(self, name: str, *, timeout_s: float) -> None:
+        self.fake.unregister_shm(name, timeout_s=timeout_s)
+
+    async def close(self) -> None:
+        self.fake.close()
+
+
+def test_async_client_has_the_same_surface_and_results(fake: FakeTransport) -> None:
+    async def run() -> tuple[Any, ...]:
+        async with AsyncClient("x:1", transport=AsyncFake(fake), retries=0) as client:
+            assert await client.ready()
+            info = await client.model_info()
+            batch = await client.classify([gray(v) for v in range(0, 250, 25)], top_k=2)
+            many = [
+                p async for p in client.classify_many((gray(v) for v in range(20)), concurrency=5)
+            ]
+            return info, batch, many
+
+    info, batch, many = asyncio.run(run())
+    assert info.labels == ("normal", "lesion")
+    assert [float(p.probabilities[1]) for p in batch] == pytest.approx(
+        [v / 255 for v in range(0, 250, 25)], abs=1e-6
+    )
+    assert [round(float(p.probabilities[1]) * 255) for p in many] == list(range(20))
+    assert 1 < fake.max_in_flight <= 5 + 3
+    assert fake.closed
+
+
+def test_async_client_shared_memory_is_unlinked_on_close(fake: FakeTransport) -> None:
+    from multiprocessing import shared_memory
+
+    async def run() -> list[Any]:
+        async with AsyncClient("x:1", transport=AsyncFake(fake), shared_memory=True) as client:
+            return await client.classify([gray(10), gray(250)])
+
+    predictions = asyncio.run(run())
+    assert [p.label for p in predictions] == ["normal", "lesion"]
+    assert fake.registered and sorted(fake.unregistered) == sorted(fake.registered)
+    for name in fake.registered:
+        with pytest.raises(FileNotFoundError):
+            shared_memory.SharedMemory(name=name)
+
+
+def test_float_batches_are_accepted_as_4d_arrays(make_client: Callable[..., Client]) -> None:
+    batch = np.stack([gray(0), gray(255)]).astype(np.float32) / 255.0
+    assert [p.label for p in make_client().classify(batch)] == ["normal", "lesion"]
