@@ -32,6 +32,7 @@ import itertools
 import time
 from typing import Any
 
+import gevent
 import medload_options
 import medload_samples
 import medload_thresholds
@@ -45,6 +46,15 @@ from medload_validate import ResponseValidator
 medload_options.register(events)
 medload_samples.install(events)
 medload_thresholds.install(events)
+
+
+@events.init.add_listener
+def _refresh_loop_clock(**_: Any) -> None:
+    # init_gevent() created gevent's loop, which caches "now"; the imports after
+    # it blocked for seconds, and locust's --run-time timer (armed from that
+    # cached time) would fire that much early. Refresh it before timers are set.
+    gevent.get_hub().loop.update_now()
+
 
 # Model metadata is fetched once per process and shared by its users.
 _TARGETS: dict[tuple[str, str, str], InferTarget] = {}
