@@ -1,0 +1,244 @@
+"""The end-to-end demo behind ``make demo``: train, export, serve, classify, measure.
+
+Usage::
+
+    python -m medserve.demo                       # what `make demo` runs
+    python -m medserve.demo --burst-s 30 --concurrency 32
+
+Steps, each printed as it happens:
+
+1. train the reference CNN on the synthetic set at 224x224 (reused when
+   nothing that decides the training changed);
+2. export it into the model repository and verify it (skipped when the newest
+   version already holds this training run; verified either way);
+3. start the real ``tritonserver`` on the repository (:class:`LocalTriton`);
+4. classify a generated PNG and JPEG of each class and pydicom's real
+   ``CT_small.dcm`` and ``MR_small.dcm`` through the client library;
+5. run a concurrent burst and report throughput, p50/p99 latency and the
+   batching ratio (inferences per model execution, from Triton's statistics
+   diffed over the burst); then stop the server.
+
+This is the one export-side module that calls the client (``medserve-client``,
+installed beside ``medserve`` by ``make venv``), the way an application would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medserve.errors import MedServeError
+from medserve_client import MedServeError as ClientError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WORK = Path("work")
+DEFAULT_REPO = Path("model_repository")
+MODEL_NAME = "medcnn"
+DICOM_SAMPLES = ("CT_small.dcm", "MR_small.dcm")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The demo's flags (all optional)."""
+    parser = argparse.ArgumentParser(prog="python -m medserve.demo", description=__doc__)
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="scratch folder")
+    parser.add_argument("--repo", type=Path, default=DEFAULT_REPO, help="model repository")
+    parser.add_argument("--burst-s", type=float, default=10.0, help="length of the burst")
+    parser.add_argument("--concurrency", type=int, default=16, help="requests in flight")
+    parser.add_argument("--retrain", action="store_true", help="train even if reusable")
+    return parser
+
+
+def step(number: int, text: str) -> None:
+    """Print a step heading."""
+    print(f"\n[{number}/5] {text}", flush=True)
+
+
+def train_model(work: Path, *, retrain: bool) -> Any:
+    """Train (or reuse) the reference CNN on the synthetic set."""
+    from medserve.training import TrainConfig, train
+
+    result = train(TrainConfig(output=work / "model", retrain=retrain))
+    metrics = result.record.get("metrics", {})
+    state = (
+        "reused the model trained earlier with the same data and settings"
+        if result.reused
+        else "trained"
+    )
+    print(
+        f"  {state}: {result.model_path}\n"
+        f"  validation accuracy {metrics.get('val_accuracy', float('nan')):.3f}, "
+        f"ROC AUC {metrics.get('val_roc_auc', float('nan')):.3f}"
+    )
+    return result
+
+
+def export_model_once(trained: Any, repo: Path) -> int:
+    """Export the trained model unless the newest version is already this run; verify.
+
+    Returns:
+        The version that will be served.
+    """
+    from medserve.cli.export import resolve_labels
+    from medserve.exporter import export_model
+    from medserve.model import load_classifier
+    from medserve.model_card import read_model_card
+    from medserve.repository import existing_versions
+    from medserve.spec import ModelSpec
+    from medserve.verify import verify_repository
+
+    run = trained.record.get("run_fingerprint")
+    versions = existing_versions(repo / MODEL_NAME) if (repo / MODEL_NAME).is_dir() else []
+    if versions and run is not None:
+        newest = max(versions)
+        try:
+            card = read_model_card(repo / MODEL_NAME / str(newest))
+        except MedServeError:
+            card = {}
+        if card.get("training_run") == run:
+            report = verify_repository(repo, model_name=MODEL_NAME, version=newest)
+            checks = len(report.checks)
+            print(f"  version {newest} already holds this model; verify: {checks} checks passed")
+            return newest
+
+    model = load_classifier(trained.model_path)
+    labels = resolve_labels(None, None, trained.record, trained.model_path)
+    height, width = (int(d) for d in model.inputs[0].shape[1:3])
+    spec = ModelSpec(name=MODEL_NAME, labels=labels, image_size=(height, width))
+    result = export_model(model, repo, spec, training_summary=trained.record)
+    print(
+        f"  exported {MODEL_NAME} version {result.version} "
+        f"(+ {result.preprocess_dir.name}, {result.ensemble_dir.name}) to {repo}\n"
+        f"  verify: {len(result.report.checks)} checks passed"
+    )
+    return result.version
+
+
+def sample_inputs(work: Path) -> list[Path]:
+    """A generated PNG and JPEG of each class, and pydicom's real CT and MR files."""
+    from pydicom.data import get_testdata_file
+
+    from medserve.data import write_synthetic_folder
+
+    folder = work / "samples"
+    write_synthetic_folder(folder, 1, (224, 224), seed=2026, formats=("png", "jpeg"))
+    images = sorted(p for p in folder.rglob("*") if p.is_file())
+    dicoms = [Path(str(get_testdata_file(name))) for name in DICOM_SAMPLES]
+    return images + dicoms
+
+
+def classify_samples(client: Any, paths: Sequence[Path], work: Path) -> None:
+    """Classify each sample and print label, score and latency."""
+    for path in paths:
+        shown = path.relative_to(work) if path.is_relative_to(work) else Path("pydicom") / path.name
+        prediction = client.classify(path, top_k=2)[0]
+        print(
+            f"  {shown!s:<34} -> {prediction.label:<8} score {prediction.score:.3f}"
+            f"   {prediction.latency_ms:6.1f} ms"
+        )
+    print("  (the DICOM files are real CT/MR slices; the demo model only knows synthetic lesions)")
+
+
+def _counters(stats_client: Any) -> tuple[int, int]:
+    """(inference_count, execution_count) of the classifier, from Triton's statistics."""
+    stats = stats_client.get_inference_statistics(model_name=MODEL_NAME, as_json=True)
+    model = stats["model_stats"][0]
+    return int(model.get("inference_count", 0)), int(model.get("execution_count", 0))
+
+
+def burst(client: Any, stats_client: Any, *, duration_s: float, concurrency: int) -> None:
+    """Keep ``concurrency`` single-image requests in flight for ``duration_s``; report."""
+    from medserve.data import generate_synthetic
+
+    pool, _labels, _names = generate_synthetic(8, (224, 224), seed=7)
+    deadline = time.monotonic() + duration_s
+
+    def until_deadline() -> Iterator[np.ndarray]:
+        for image in itertools.cycle(pool):
+            if time.monotonic() >= deadline:
+                return
+            yield image
+
+    before = _counters(stats_client)
+    started = time.monotonic()
+    latencies_ms = [
+        p.latency_ms for p in client.classify_many(until_deadline(), concurrency=concurrency)
+    ]
+    elapsed_s = time.monotonic() - started
+    after = _counters(stats_client)
+    inferences, executions = after[0] - before[0], after[1] - before[1]
+    p50, p99 = np.percentile(latencies_ms, [50, 99])
+    print(
+        f"  {len(latencies_ms)} images in {elapsed_s:.1f} s at concurrency {concurrency}: "
+        f"{len(latencies_ms) / elapsed_s:.1f} images/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms\n"
+        f"  server: {inferences} inferences in {executions} executions "
+        f"= {inferences / max(executions, 1):.2f} images per batch (dynamic batching)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the five steps; returns the exit status."""
+    import tritonclient.grpc as grpcclient
+
+    from medserve.local_triton import LocalTriton
+    from medserve_client import Client
+
+    work: Path = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    step(1, "train the reference CNN (3 conv blocks 32/64/128, dense 128) on synthetic scans")
+    trained = train_model(work, retrain=args.retrain)
+    step(2, f"export a Triton model repository to {args.repo} and verify it")
+    export_model_once(trained, args.repo)
+    step(3, "start the real tritonserver (nvidia-pytriton wheel, CPU, Python backend)")
+    started = time.monotonic()
+    with LocalTriton(args.repo, log_path=work / "tritonserver.log") as server:
+        print(
+            f"  ready in {time.monotonic() - started:.1f} s: gRPC {server.grpc_url}, "
+            f"HTTP {server.http_url}, metrics {server.metrics_url}; log {server.log_path}"
+        )
+        with Client(server.grpc_url, model=MODEL_NAME) as client:
+            info = client.model_info()
+            print(
+                f"  serving {info.name} v{info.version}: input {info.input_name} "
+                f"{info.input_datatype}{list(info.input_shape)}, labels {list(info.labels)}, "
+                f"max batch {info.max_batch_size}"
+            )
+            step(4, "classify real files through the client (PNG, JPEG, DICOM)")
+            classify_samples(client, sample_inputs(work), work)
+            step(5, f"burst: {args.concurrency} requests in flight for {args.burst_s:.0f} s")
+            stats_client = grpcclient.InferenceServerClient(server.grpc_url)
+            try:
+                burst(client, stats_client, duration_s=args.burst_s, concurrency=args.concurrency)
+            finally:
+                stats_client.close()
+    print("\nserver stopped. Serve it yourself: medserve serve model_repository")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m medserve.demo``."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return run(args)
+    except MedServeError as exc:
+        print(f"demo: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except ClientError as exc:
+        print(f"demo: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("demo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
