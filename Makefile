@@ -23,6 +23,9 @@ $(STAMP): export/pyproject.toml client/pyproject.toml requirements-dev.txt
 	$(BIN)/pip install --quiet -e ./export -e "./client[dicom]" -r requirements-dev.txt
 	touch $(STAMP)
 
+demo: $(STAMP) ## Train, export, verify, serve locally, classify PNG/JPEG/DICOM, report throughput
+	$(BIN)/python -m medserve.demo --work $(WORK) --repo $(REPO)
+
 venv: $(STAMP) ## Create .venv with both distributions (editable) and the test tools
 
 test: $(STAMP) ## Run the whole test suite: lint, unit, integration (real Triton), k8s checks
