@@ -40,9 +40,11 @@ contents, so no pixel or patient data reaches the server log.
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,7 @@ INTER_OP_PARAMETER = "inter_op_threads"
 # Longest error text sent back to a client; TensorFlow messages can carry
 # multi-line graph traces that help nobody calling the server.
 _MAX_ERROR_CHARS = 300
+_TF_NOISE = ("Graph execution error", "Detected at node", "<stack traces unavailable>")
 
 # Triton config data types -> TensorFlow dtype names, to check the signature.
 _TRITON_TO_TF_DTYPE = {
@@ -153,12 +156,23 @@ def choose_thread_pools(model_config: dict[str, Any], cpus: int) -> tuple[int, i
 
 
 def _short(exc: BaseException) -> str:
-    """First line of an exception message, bounded, with its class name."""
-    text = str(getattr(exc, "message", None) or exc).strip().splitlines()
-    first = text[0] if text else ""
-    if len(first) > _MAX_ERROR_CHARS:
-        first = first[:_MAX_ERROR_CHARS] + "..."
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    """The reason inside an exception message, one bounded line, with its class name.
+
+    TensorFlow op errors wrap the reason in "Graph execution error", node
+    names and stack-trace placeholders; only the reason helps a client.
+    """
+    text = str(getattr(exc, "message", None) or exc)
+    reason = ""
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(_TF_NOISE) or line.startswith("[[{{node"):
+            continue
+        reason = line.split(" [[{{node")[0].split(" [Op:")[0].strip()
+        if reason:
+            break
+    if len(reason) > _MAX_ERROR_CHARS:
+        reason = reason[:_MAX_ERROR_CHARS] + "..."
+    return f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
 
 
 def _fit_rank(array: np.ndarray, rank: int | None) -> np.ndarray:
@@ -203,6 +217,11 @@ class TritonPythonModel:
         ]
         if not self.inputs or not self.outputs:
             raise ValueError(f"model {self.model_name}: config declares no inputs or no outputs")
+        # A failure on encoded bytes is almost always a file that is not an image.
+        encoded = [name for name, data_type in self.inputs if data_type == "TYPE_STRING"]
+        self._hint = (
+            f"; input {encoded[0]!r} must hold the bytes of a PNG or JPEG file" if encoded else ""
+        )
 
         cpus = available_cpus()
         intra, inter = choose_thread_pools(self.model_config, cpus)
@@ -235,6 +254,13 @@ class TritonPythonModel:
             )
         self._fn = self._loaded.signatures[SIGNATURE_NAME]
         self._input_ranks = self._check_signature()
+        if pb_utils is not None:
+            # Registered last, so it runs first when the stub's interpreter
+            # shuts down: TensorFlow's teardown (module and atexit cleanup)
+            # takes 5 s and more on a busy 2-core machine, and Triton waits
+            # for it on every unload and server stop. The stub holds nothing
+            # that needs it: the parent owns the shared memory.
+            atexit.register(_exit_now)
         _log("info", f"{self.model_name}: loaded {path.name} (version {args.get('model_version')})")
 
     def _savedmodel_path(self, args: dict[str, str]) -> Path:
@@ -319,7 +345,9 @@ class TritonPythonModel:
                 responses[index] = self._ok_response(self._run(arrays))
             except Exception as exc:
                 responses[index] = self._error_response(
-                    index, f"model {self.model_name} could not process this request: {_short(exc)}"
+                    index,
+                    f"model {self.model_name} could not process this request: {_short(exc)}"
+                    f"{self._hint}",
                 )
         return responses
 
@@ -389,6 +417,13 @@ class TritonPythonModel:
         self._fn = None
         self._loaded = None
         _log("info", f"{getattr(self, 'model_name', 'model')}: unloaded")
+
+
+def _exit_now() -> None:
+    """Leave the stub process at once, skipping TensorFlow's slow teardown."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
 
 
 def _log(level: str, message: str) -> None:
