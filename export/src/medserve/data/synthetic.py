@@ -109,7 +109,8 @@ def write_synthetic_folder(
 
     Formats cycle per image (with the default, even indices are PNG and odd
     ones JPEG at quality 95). ``"dcm"`` writes uncompressed 8-bit MONOCHROME2
-    Secondary Capture DICOM files with a made-up phantom patient.
+    Secondary Capture DICOM files with an identity window and a made-up
+    phantom patient.
 
     Args:
         directory: Created if missing; existing files of the same names are replaced.
@@ -168,6 +169,10 @@ def _write_dicom(path: Path, grey: np.ndarray, *, uid_entropy: list[str]) -> Non
     ds.BitsStored = 8
     ds.HighBit = 7
     ds.PixelRepresentation = 0
+    # The identity window for 8 bits (LINEAR: (v - 127.5) / 255 + 0.5), so a
+    # viewer, and our own loader, shows the stored values unstretched.
+    ds.WindowCenter = 128
+    ds.WindowWidth = 256
     ds.PixelData = np.ascontiguousarray(grey, dtype=np.uint8).tobytes()
     ds.save_as(path, enforce_file_format=True)
 
