@@ -28,7 +28,19 @@ demo: $(STAMP) ## Train, export, verify, serve locally, classify PNG/JPEG/DICOM,
 
 venv: $(STAMP) ## Create .venv with both distributions (editable) and the test tools
 
-test: $(STAMP) ## Run the whole test suite: lint, unit, integration (real Triton), k8s checks
+# checkov pins many dependencies of its own: it gets its own virtualenv.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_STAMP): k8s/requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r k8s/requirements-checkov.txt
+	touch $(CHECKOV_STAMP)
+
+k8s-check: $(STAMP) $(CHECKOV_STAMP) ## Render every k8s overlay/component combination; schema, checkov and policy checks
+	$(BIN)/pytest -m k8s tests/k8s
+
+test: $(STAMP) $(CHECKOV_STAMP) ## Run the whole test suite: lint, unit, integration (real Triton), k8s checks
 	$(BIN)/ruff check .
 	$(BIN)/pytest tests
 

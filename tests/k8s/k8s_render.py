@@ -1,0 +1,198 @@
+"""Render the kustomize overlays and components the way an operator would.
+
+Usage::
+
+    renders = render_all(tmp_dir)
+    gpu = renders["gpu"]                 # overlay alone
+    combo = renders["cpu+s3+tls"]        # overlay with components
+    triton = gpu.one("Deployment", "triton")
+
+Every overlay is rendered alone and with every subset of the components, by
+writing a small kustomization next to nothing but relative paths (kustomize
+refuses absolute ones) and running the real ``kubectl kustomize``. The
+separate kustomizations (smoke Job, repository loader) are rendered as they
+are. Each render is also written to ``<out>/<name>.yaml`` for checkov.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+K8S_DIR = REPO_ROOT / "k8s"
+OVERLAYS = ("gpu", "cpu")
+COMPONENTS = ("s3", "tls", "loadtest")
+STANDALONE = ("smoke", "loader")
+NAMESPACE = "medserve"
+# Only the loadtest component reads files outside its own folder (the
+# locustfiles in loadtest/); its README line says to render it this way too.
+LOAD_RESTRICTOR = "--load-restrictor=LoadRestrictionsNone"
+RENDER_TIMEOUT_S = 60
+RENDER_WORKERS = 4
+
+
+@dataclass(frozen=True)
+class Render:
+    """The objects one kustomization renders to."""
+
+    name: str
+    overlay: str | None
+    components: tuple[str, ...]
+    objects: tuple[dict[str, Any], ...]
+    path: Path
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        """All objects of ``kind``."""
+        return [obj for obj in self.objects if obj["kind"] == kind]
+
+    def one(self, kind: str, name: str) -> dict[str, Any]:
+        """The single object of ``kind`` named ``name`` (AssertionError if absent)."""
+        found = [obj for obj in self.of_kind(kind) if obj["metadata"]["name"] == name]
+        assert len(found) == 1, f"{self.name}: expected one {kind}/{name}, found {len(found)}"
+        return found[0]
+
+
+def kubectl() -> str:
+    """Path of ``kubectl``; fails loudly rather than skipping the checks."""
+    path = shutil.which("kubectl")
+    if path is None:
+        raise RuntimeError("kubectl (with kustomize) is needed to render k8s/: install kubectl")
+    return path
+
+
+def kustomize(directory: Path, *, files_outside: bool = False) -> str:
+    """``kubectl kustomize DIRECTORY`` (stdout); RuntimeError with kustomize's message.
+
+    Args:
+        directory: The kustomization to render.
+        files_outside: Allow files outside the kustomization's root (only the
+            loadtest component needs it).
+    """
+    command = [kubectl(), "kustomize", str(directory)]
+    if files_outside:
+        command.insert(2, LOAD_RESTRICTOR)
+    proc = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=RENDER_TIMEOUT_S,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"kubectl kustomize {directory} failed:\n{proc.stderr}")
+    return proc.stdout
+
+
+def combination_name(overlay: str, components: tuple[str, ...]) -> str:
+    """``gpu``, ``gpu+s3``, ``cpu+s3+tls+loadtest``..."""
+    return "+".join((overlay, *components))
+
+
+def combinations() -> list[tuple[str, tuple[str, ...]]]:
+    """Every overlay with every subset of the components (2 x 8 = 16)."""
+    subsets = [
+        combo for size in range(len(COMPONENTS) + 1) for combo in itertools.combinations(COMPONENTS, size)
+    ]
+    return [(overlay, combo) for overlay in OVERLAYS for combo in subsets]
+
+
+def _combination_dir(work: Path, overlay: str, components: tuple[str, ...]) -> Path:
+    directory = work / "kustomizations" / combination_name(overlay, components)
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def rel(target: Path) -> str:
+        return os.path.relpath(target, directory)
+
+    document = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [rel(K8S_DIR / "overlays" / overlay)],
+    }
+    if components:
+        document["components"] = [rel(K8S_DIR / "components" / c) for c in components]
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
+    return directory
+
+
+def _load(text: str) -> tuple[dict[str, Any], ...]:
+    return tuple(doc for doc in yaml.safe_load_all(text) if doc)
+
+
+def render_all(work: Path) -> dict[str, Render]:
+    """Render every combination and standalone kustomization under ``work``."""
+    out = work / "rendered"
+    out.mkdir(parents=True, exist_ok=True)
+    renders: dict[str, Render] = {}
+    jobs: list[tuple[str, str | None, tuple[str, ...], Path]] = [
+        (combination_name(o, c), o, c, _combination_dir(work, o, c)) for o, c in combinations()
+    ]
+    jobs += [(name, None, (), K8S_DIR / name) for name in STANDALONE]
+    # kubectl is a separate process per render: a few in parallel halve the wall time.
+    with ThreadPoolExecutor(max_workers=RENDER_WORKERS) as pool:
+        texts = pool.map(
+            lambda job: kustomize(job[3], files_outside="loadtest" in job[2]), jobs
+        )
+        for (name, overlay, components, _), text in zip(jobs, texts, strict=True):
+            path = out / f"{name}.yaml"
+            path.write_text(text, encoding="utf-8")
+            renders[name] = Render(name, overlay, components, _load(text), path)
+    return renders
+
+
+def containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """Containers of a Pod, or of the pod template of a workload."""
+    return pod_spec(obj).get("containers", [])
+
+
+def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
+    """The pod spec of a Pod, Deployment or Job."""
+    if obj["kind"] == "Pod":
+        return obj["spec"]
+    return obj["spec"]["template"]["spec"]
+
+
+def pod_labels(obj: dict[str, Any]) -> dict[str, str]:
+    """Labels the pods of a workload carry."""
+    if obj["kind"] == "Pod":
+        return obj["metadata"].get("labels", {})
+    return obj["spec"]["template"]["metadata"].get("labels", {})
+
+
+def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    """Whether a ``matchLabels`` selector selects ``labels``."""
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def triton_args(render: Render) -> dict[str, list[str]]:
+    """Triton's ``--flag=value`` args as ``{flag: [values...]}``."""
+    container = containers(render.one("Deployment", "triton"))[0]
+    parsed: dict[str, list[str]] = {}
+    for arg in container["args"]:
+        assert arg.startswith("--") and "=" in arg, f"{render.name}: arg {arg!r} is not --flag=value"
+        flag, value = arg[2:].split("=", 1)
+        parsed.setdefault(flag, []).append(value)
+    return parsed
+
+
+def unique_objects(renders: dict[str, Render]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Distinct objects across renders, keyed by canonical JSON, with a render that has each.
+
+    Most objects are identical in all 16 combinations; checking each distinct
+    object once keeps schema validation and checkov fast without skipping any
+    variant (a Deployment patched by a component is a distinct object).
+    """
+    seen: dict[str, tuple[str, dict[str, Any]]] = {}
+    for render in renders.values():
+        for obj in render.objects:
+            seen.setdefault(json.dumps(obj, sort_keys=True), (render.name, obj))
+    return seen
