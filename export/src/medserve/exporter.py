@@ -19,7 +19,8 @@ Order of writes, so an interruption never leaves a version Triton would load
 half-written: both version directories are built in hidden ``.tmp-*``
 directories and their SavedModels are checked through both loaders there; then
 they are renamed into place; then the top-level files (configs, labels, spec)
-are replaced atomically; then the whole repository is verified.
+are replaced atomically; then the whole repository is verified (reusing the
+loader results of the staged SavedModels, whose checksums it confirms).
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def export_model(
         write_classifier_savedmodel(model, cls_tmp / SAVEDMODEL_DIRNAME, spec)
         (cls_tmp / TEMPLATE_FILENAME).write_bytes(template)
         _write_expected_io(cls_tmp, spec, expected_input, _keras_outputs(model, expected_input))
-        check_classifier_savedmodel(cls_tmp, spec, reference_model=model)
+        prechecked = {spec.name: check_classifier_savedmodel(cls_tmp, spec, reference_model=model)}
         write_model_card(
             cls_tmp,
             build_model_card(
@@ -157,14 +158,16 @@ def export_model(
         log.info("writing %s version %d", preprocess_name(spec), number)
         write_preprocess_savedmodel(prep_tmp / SAVEDMODEL_DIRNAME, spec)
         (prep_tmp / TEMPLATE_FILENAME).write_bytes(template)
-        check_preprocess_savedmodel(prep_tmp, spec)
+        prechecked[prep_dir.name] = check_preprocess_savedmodel(prep_tmp, spec)
         write_model_card(prep_tmp, build_model_card(None, spec, version=number, role="preprocess"))
 
         commit_directory(cls_tmp, model_dir / str(number), force=force)
         commit_directory(prep_tmp, prep_dir / str(number), force=force)
 
     _write_top_level(spec, options, model_dir, prep_dir, ens_dir)
-    report = verify_repository(repo, model_name=spec.name, version=number, reference_model=model)
+    report = verify_repository(
+        repo, model_name=spec.name, version=number, reference_model=model, prechecked=prechecked
+    )
     return ExportResult(
         version=number,
         version_dir=model_dir / str(number),
