@@ -223,6 +223,13 @@ class TritonPythonModel:
             f"; input {encoded[0]!r} must hold the bytes of a PNG or JPEG file" if encoded else ""
         )
 
+        # Checked before importing TensorFlow (seconds) so a broken repository fails fast.
+        path = self._savedmodel_path(args)
+        if not (path / "saved_model.pb").is_file():
+            raise ValueError(
+                f"model {self.model_name}: no SavedModel at {path} (saved_model.pb is "
+                "missing); export the model again with medserve export"
+            )
         cpus = available_cpus()
         intra, inter = choose_thread_pools(self.model_config, cpus)
 
@@ -243,9 +250,6 @@ class TritonPythonModel:
             "instance(s))",
         )
 
-        path = self._savedmodel_path(args)
-        if not path.is_dir():
-            raise ValueError(f"model {self.model_name}: no SavedModel at {path}")
         self._loaded = tf.saved_model.load(str(path))
         if SIGNATURE_NAME not in self._loaded.signatures:
             raise ValueError(
