@@ -58,6 +58,25 @@ lint: $(STAMP) ## ruff and mypy
 typecheck: $(STAMP) ## mypy only
 	$(BIN)/mypy
 
+# Export and verify: the model of `make train` becomes a new version in $(REPO).
+export: $(STAMP) ## Export $(WORK)/model/model.keras into $(REPO) as the next version, then verify
+	$(BIN)/medserve export $(WORK)/model/model.keras --repo $(REPO) --name $(MODEL)
+
+verify: $(STAMP) ## Verify the newest version of $(MODEL) in $(REPO) (configs, checksums, both loaders)
+	$(BIN)/medserve verify $(REPO) --name $(MODEL)
+
+# The serving image's TensorFlow (2.17.1 in tritonserver:25.02) in its own virtualenv.
+COMPAT_VENV := .venv-compat
+COMPAT_STAMP := $(COMPAT_VENV)/.installed
+
+$(COMPAT_STAMP): export/compat/requirements.txt
+	$(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/pip install --quiet --disable-pip-version-check -r export/compat/requirements.txt
+	touch $(COMPAT_STAMP)
+
+compat: $(COMPAT_STAMP) ## Load the exported SavedModels under TF 2.17.1 through the session loader, compare outputs
+	$(COMPAT_VENV)/bin/python export/compat/check_savedmodel.py $(REPO) --name $(MODEL)
+
 clean: ## Remove generated artifacts (keeps .venv)
 	rm -rf $(WORK) loadtest/results .pytest_cache .mypy_cache .ruff_cache
 	find $(REPO) -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
