@@ -220,15 +220,17 @@ class AsyncClient:
             self._encoded = await self._call(f"model info of {name!r}", fetch)
         return self._encoded
 
-    async def classify(self, inputs: Any, *, top_k: int = 1) -> list[Prediction]:
+    async def classify(
+        self, inputs: Any, *, top_k: int = 1, timeout_s: float | None = None
+    ) -> list[Prediction]:
         """Classify one input or many (see :meth:`Client.classify`)."""
         _core.check_top_k(top_k)
         items, _ = _core.as_list(inputs)
         if not items:
             return []
-        return await self._classify_items(
-            items, top_k=top_k, deadline=Deadline(self.endpoint.timeout.request_s)
-        )
+        await self.model_info()  # Cached; outside the deadline of this call.
+        deadline = Deadline(timeout_s or self.endpoint.timeout.request_s)
+        return await self._classify_items(items, top_k=top_k, deadline=deadline)
 
     async def classify_many(
         self, inputs: Iterable[Any] | AsyncIterable[Any], *, concurrency: int = 8, top_k: int = 1

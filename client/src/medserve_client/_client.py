@@ -277,7 +277,9 @@ class Client:
 
     # -- classification --------------------------------------------------------------
 
-    def classify(self, inputs: Any, *, top_k: int = 1) -> list[Prediction]:
+    def classify(
+        self, inputs: Any, *, top_k: int = 1, timeout_s: float | None = None
+    ) -> list[Prediction]:
         """Classify one input or many; returns one :class:`Prediction` per input, in order.
 
         Args:
@@ -285,6 +287,7 @@ class Client:
                 [0, 1]; a 4-D array is a batch), pydicom dataset, DICOM path,
                 :class:`DicomSource`, or a list mixing them.
             top_k: How many ``(label, score)`` pairs each prediction lists.
+            timeout_s: Deadline of this call (default: the client's ``request_s``).
 
         Raises:
             InvalidInputError: An input cannot be read (named by path or position).
@@ -294,7 +297,8 @@ class Client:
         items, _single = _core.as_list(inputs)
         if not items:
             return []
-        deadline = Deadline(self.endpoint.timeout.request_s)
+        self.model_info()  # Cached; outside the deadline of this call.
+        deadline = Deadline(timeout_s or self.endpoint.timeout.request_s)
         return self._classify_items(items, top_k=top_k, deadline=deadline, parallel=True)
 
     def classify_many(
