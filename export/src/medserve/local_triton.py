@@ -195,7 +195,7 @@ class LocalTriton:
         """
         if self._proc is not None:
             raise ServerError(f"this server is already started (pid {self._proc.pid})")
-        self._check_repository()
+        self.check_repository()
         install = locate_tritonserver(self._tritonserver)
         backend_dir = ensure_python_stub(install)
         self._ports = self._choose_ports()
@@ -279,7 +279,12 @@ class LocalTriton:
 
     # -- helpers ---------------------------------------------------------
 
-    def _check_repository(self) -> None:
+    def check_repository(self) -> None:
+        """Fail early if :attr:`repo` is not a model repository.
+
+        Raises:
+            UsageError: It does not exist or has no model config in it.
+        """
         if not self.repo.is_dir():
             raise UsageError(
                 f"model repository {self.repo} does not exist: run medserve export first"
