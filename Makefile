@@ -65,6 +65,15 @@ export: $(STAMP) ## Export $(WORK)/model/model.keras into $(REPO) as the next ve
 verify: $(STAMP) ## Verify the newest version of $(MODEL) in $(REPO) (configs, checksums, both loaders)
 	$(BIN)/medserve verify $(REPO) --name $(MODEL)
 
+# The local server: Triton's usual ports unless overridden (make serve GRPC_PORT=9001).
+HTTP_PORT ?= 8000
+GRPC_PORT ?= 8001
+METRICS_PORT ?= 8002
+
+serve: $(STAMP) ## Serve $(REPO) on a local tritonserver (the wheel's, CPU) until Ctrl-C
+	$(BIN)/medserve serve $(REPO) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) \
+		--metrics-port $(METRICS_PORT)
+
 # The serving image's TensorFlow (2.17.1 in tritonserver:25.02) in its own virtualenv.
 COMPAT_VENV := .venv-compat
 COMPAT_STAMP := $(COMPAT_VENV)/.installed
