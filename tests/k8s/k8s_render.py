@@ -101,7 +101,9 @@ def combination_name(overlay: str, components: tuple[str, ...]) -> str:
 def combinations() -> list[tuple[str, tuple[str, ...]]]:
     """Every overlay with every subset of the components (2 x 8 = 16)."""
     subsets = [
-        combo for size in range(len(COMPONENTS) + 1) for combo in itertools.combinations(COMPONENTS, size)
+        combo
+        for size in range(len(COMPONENTS) + 1)
+        for combo in itertools.combinations(COMPONENTS, size)
     ]
     return [(overlay, combo) for overlay in OVERLAYS for combo in subsets]
 
@@ -139,9 +141,7 @@ def render_all(work: Path) -> dict[str, Render]:
     jobs += [(name, None, (), K8S_DIR / name) for name in STANDALONE]
     # kubectl is a separate process per render: a few in parallel halve the wall time.
     with ThreadPoolExecutor(max_workers=RENDER_WORKERS) as pool:
-        texts = pool.map(
-            lambda job: kustomize(job[3], files_outside="loadtest" in job[2]), jobs
-        )
+        texts = pool.map(lambda job: kustomize(job[3], files_outside="loadtest" in job[2]), jobs)
         for (name, overlay, components, _), text in zip(jobs, texts, strict=True):
             path = out / f"{name}.yaml"
             path.write_text(text, encoding="utf-8")
@@ -178,7 +178,9 @@ def triton_args(render: Render) -> dict[str, list[str]]:
     container = containers(render.one("Deployment", "triton"))[0]
     parsed: dict[str, list[str]] = {}
     for arg in container["args"]:
-        assert arg.startswith("--") and "=" in arg, f"{render.name}: arg {arg!r} is not --flag=value"
+        assert arg.startswith("--") and "=" in arg, (
+            f"{render.name}: arg {arg!r} is not --flag=value"
+        )
         flag, value = arg[2:].split("=", 1)
         parsed.setdefault(flag, []).append(value)
     return parsed

@@ -43,9 +43,12 @@ def checkov_findings(renders: dict[str, Render], k8s_work: Path) -> list[tuple[s
     proc = subprocess.run(
         [
             str(CHECKOV),
-            "--file", str(manifests),
-            "--framework", "kubernetes",
-            "--output", "json",
+            "--file",
+            str(manifests),
+            "--framework",
+            "kubernetes",
+            "--output",
+            "json",
             # Offline: no guideline download, no telemetry, exit 0 on findings
             # (they are compared with the skip list below).
             "--skip-download",
@@ -68,10 +71,14 @@ def checkov_findings(renders: dict[str, Render], k8s_work: Path) -> list[tuple[s
     return [(f["check_id"], f["resource"]) for f in results["failed_checks"]]
 
 
-def covering_skip(check_id: str, resource: str, skips: list[dict[str, Any]]) -> dict[str, Any] | None:
+def covering_skip(
+    check_id: str, resource: str, skips: list[dict[str, Any]]
+) -> dict[str, Any] | None:
     """The skip entry that accepts this finding, if any."""
     for skip in skips:
-        if skip["id"] == check_id and any(fnmatch.fnmatchcase(resource, p) for p in skip["resources"]):
+        if skip["id"] == check_id and any(
+            fnmatch.fnmatchcase(resource, p) for p in skip["resources"]
+        ):
             return skip
     return None
 
