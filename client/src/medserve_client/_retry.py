@@ -47,7 +47,7 @@ class Deadline:
         remaining = self.remaining_s()
         if remaining <= 0.0:
             raise InferenceTimeoutError(
-                f"{what}: the deadline of {self.timeout_s:.3g} s passed; raise timeout_s"
+                f"{what}: the deadline of {self.timeout_s:.2g} s passed; raise timeout_s"
             )
         return remaining
 

@@ -50,7 +50,7 @@ class ShmSlot:
         """Create (not register) a segment big enough for one full batch."""
         self.output_offset = -(-input_bytes // _ALIGN_BYTES) * _ALIGN_BYTES
         self.byte_size = self.output_offset + output_bytes
-        self.name = f"medserve_{os.getpid()}_{uuid.uuid4().hex[:12]}"
+        self.name = f"medserve-client-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         try:
             self._segment = shared_memory.SharedMemory(
                 name=self.name, create=True, size=self.byte_size

@@ -154,7 +154,7 @@ def map_error(
     text = f"{message[:_MAX_SERVER_MESSAGE]}" if message else type(exc).__name__
     if _is_timeout(exc, status, message):
         return InferenceTimeoutError(
-            f"{where}: no answer within the deadline of {timeout_s:.3g} s; "
+            f"{where}: no answer within the deadline of {timeout_s:.2g} s; "
             "raise timeout_s or reduce the batch"
         )
     if _OVERLOAD.search(message) and status not in ("StatusCode.INVALID_ARGUMENT", "400"):
