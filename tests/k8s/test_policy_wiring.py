@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import pytest
@@ -209,16 +210,17 @@ def test_no_image_uses_latest_or_an_untagged_reference(renders: dict[str, Render
 def test_smoke_job_checks_health_then_classifies_through_the_http_service(
     renders: dict[str, Render],
 ) -> None:
+    from medserve_client.cli import build_parser
+
     job = renders["smoke"].one("Job", "medserve-smoke")
-    script = " ".join(containers(job)[0]["args"])
-    health, _, classify = script.partition("&&")
-    assert "medserve-client health" in health
-    assert "medserve-client classify" in classify
+    commands = [shlex.split(part) for part in " ".join(containers(job)[0]["args"]).split("&&")]
+    # Parsed by the real CLI's parser: a misplaced option fails here, not in the cluster.
+    parsed = [build_parser().parse_args(argv[1:]) for argv in commands]
+    assert [argv[0] for argv in commands] == ["medserve-client", "medserve-client"]
+    assert [p.command for p in parsed] == ["health", "classify"]
     http = renders["gpu"].one("Service", "triton")
     port = next(p["port"] for p in http["spec"]["ports"] if p["name"] == "http")
-    for command in (health, classify):
-        assert f"--url {http['metadata']['name']}:{port}" in command
-        assert "--protocol http" in command
+    assert {p.url for p in parsed} == {f"http://{http['metadata']['name']}:{port}"}
     assert job["spec"]["backoffLimit"] <= 3 and job["spec"]["activeDeadlineSeconds"] > 0
 
 
