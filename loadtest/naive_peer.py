@@ -24,6 +24,7 @@ the exported SavedModel does in its graph.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -110,6 +111,11 @@ class PeerServer:
 
     def start(self) -> PeerServer:
         """Start gunicorn and wait until a worker answers ``/health``."""
+        self.launch()
+        return self.wait_ready()
+
+    def launch(self) -> None:
+        """Start gunicorn without waiting (workers load the model meanwhile)."""
         env = dict(os.environ)
         env.update({MODEL_ENV: str(self.model_path), LABELS_ENV: ",".join(self.labels)})
         # Closed in stop(): the server outlives this method.
@@ -121,7 +127,13 @@ class PeerServer:
                 "--timeout", "300", "--backlog", "256", "naive_peer:create_app()",
             ],
             env=env, stdout=self._log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            start_new_session=True,  # Its own process group: stop() can kill workers too.
         )  # fmt: skip
+
+    def wait_ready(self) -> PeerServer:
+        """Wait until a worker answers ``/health``; stop the server if it never does."""
+        if self._process is None:
+            raise RuntimeError("the naive peer is not launched")
         deadline = time.monotonic() + self.start_timeout_s
         try:
             while time.monotonic() < deadline:
@@ -147,7 +159,7 @@ class PeerServer:
                 try:
                     process.wait(timeout=30)
                 except subprocess.TimeoutExpired:
-                    process.kill()
+                    os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
         finally:
             if self._log is not None:

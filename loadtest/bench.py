@@ -1,0 +1,303 @@
+"""``make bench``: every variant measured in the same run, interleaved over rounds.
+
+Usage::
+
+    python loadtest/bench.py                 # full: 3 rounds, 15 s per cell (about 15 minutes)
+    python loadtest/bench.py --quick         # 1 round, 3 s per cell
+    python loadtest/bench.py --repo model_repository --keras-model work/model/model.keras \\
+        --concurrency 1,4,16,32 --compare-at 16 --rounds 3 --duration-s 15
+
+One local Triton serves the exported model and its bench variants
+(:mod:`bench_repo`: batching off, float32 input); the naive peer runs under
+gunicorn beside it. Each round measures, in an order rotated from round to
+round so slow drift does not favour one variant:
+
+1. the in-process limit (:mod:`bench_inprocess`, its own process, servers idle);
+2. medserve through ``medserve_client`` at each ``--concurrency`` (batching on);
+3. batching off at ``--compare-at``;
+4. the naive peer at each ``--concurrency``;
+5. payloads at ``--compare-at``: uint8, float32 and encoded JPEG tensors.
+
+Every cell is a closed loop (:mod:`bench_driver`) whose answers are validated;
+Triton's statistics are diffed over each cell. Writes ``bench.json``,
+``bench.md`` and ``bench.png`` under ``--out``; exits 1 if any request failed
+(numbers from wrong answers mean nothing), 0 otherwise, whether or not the
+ratios reach their targets (the table says which do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bench_repo
+import medload_stats
+from bench_driver import run_closed_loop
+from bench_report import Measurement, aggregate, compute_ratios, write_outputs
+from bench_targets import ClientTarget, PayloadTarget, PeerTarget
+from medload_pool import ImagePool
+from medload_validate import ResponseValidator
+from naive_peer import PeerServer
+
+log = logging.getLogger("loadtest.bench")
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One thing to measure each round."""
+
+    label: str
+    concurrency: int
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's command line."""
+    p = argparse.ArgumentParser(prog="loadtest/bench.py", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="1 round, 3 s cells (make bench-quick)")
+    p.add_argument("--repo", type=Path, default=ROOT / "model_repository")
+    p.add_argument("--model", default="medcnn")
+    p.add_argument("--keras-model", type=Path, default=ROOT / "work" / "model" / "model.keras")
+    p.add_argument("--work", type=Path, default=ROOT / "work" / "bench")
+    p.add_argument("--out", type=Path, default=None, help="default loadtest/results/bench[-quick]")
+    p.add_argument("--rounds", type=int, default=None)
+    p.add_argument("--duration-s", type=float, default=None, help="measured seconds per cell")
+    p.add_argument("--warmup-s", type=float, default=None, help="unmeasured seconds per cell")
+    p.add_argument("--concurrency", default="1,4,16,32")
+    p.add_argument("--compare-at", type=int, default=16, help="concurrency of the ratios")
+    p.add_argument("--limit-batch-sizes", default=None, help="default 1,4,8,16,32,64")
+    p.add_argument("--limit-duration-s", type=float, default=None)
+    p.add_argument("--peer-workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--pool-size", type=int, default=32)
+    return p
+
+
+def apply_presets(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill unset durations from the full or the ``--quick`` preset."""
+    quick = {"rounds": 1, "duration_s": 3.0, "warmup_s": 1.0, "limit_duration_s": 1.0,
+             "limit_batch_sizes": "1,8,32"}  # fmt: skip
+    full = {"rounds": 3, "duration_s": 15.0, "warmup_s": 3.0, "limit_duration_s": 4.0,
+            "limit_batch_sizes": "1,4,8,16,32,64"}  # fmt: skip
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.out is None:
+        args.out = ROOT / "loadtest" / "results" / ("bench-quick" if args.quick else "bench")
+    return args
+
+
+def cells_for(concurrency: list[int], compare_at: int, float32: bool, encoded: bool) -> list[Cell]:
+    """Every cell of one round, in the base order."""
+    cells = [Cell("medserve", c) for c in concurrency]
+    cells.append(Cell("nobatch", compare_at))
+    cells += [Cell("peer", c) for c in concurrency]
+    cells.append(Cell("payload uint8", compare_at))
+    if float32:
+        cells.append(Cell("payload float32", compare_at))
+    if encoded:
+        cells.append(Cell("payload encoded", compare_at))
+    return cells
+
+
+def newest_savedmodel(model_dir: Path) -> Path:
+    """``<model_dir>/<newest version>/model.savedmodel``."""
+    versions = sorted((int(p.name) for p in model_dir.iterdir() if p.name.isdigit()), reverse=True)
+    if not versions:
+        raise FileNotFoundError(f"{model_dir} has no version")
+    return model_dir / str(versions[0]) / bench_repo.SAVEDMODEL_DIRNAME
+
+
+def measure_limit(args: argparse.Namespace, savedmodel: Path) -> dict[str, Any]:
+    """Run :mod:`bench_inprocess` in its own process and return its JSON."""
+    command = [
+        sys.executable, str(HERE / "bench_inprocess.py"), str(savedmodel),
+        f"--batch-sizes={args.limit_batch_sizes}", f"--duration-s={args.limit_duration_s}",
+    ]  # fmt: skip
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"in-process limit failed: {done.stderr[-2000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+class Bench:
+    """Holds the servers, targets and measurements of one benchmark run."""
+
+    def __init__(self, args: argparse.Namespace, grpc_url: str, peer_url: str,
+                 models: bench_repo.BenchModels, labels: tuple[str, ...],
+                 image_size: tuple[int, int]) -> None:  # fmt: skip
+        self.args = args
+        self.grpc_url = grpc_url
+        self.peer_url = peer_url
+        self.models = models
+        self.pool = ImagePool.generated(args.pool_size, image_size)
+        self.validator = ResponseValidator(num_classes=len(labels), labels=labels)
+        self.measurements: list[Measurement] = []
+        import tritonclient.grpc as grpcclient
+
+        self.stats = grpcclient.InferenceServerClient(grpc_url)
+
+    def close(self) -> None:
+        """Close the statistics channel."""
+        self.stats.close()
+
+    def _target(self, cell: Cell) -> tuple[Any, str | None]:
+        """The target of ``cell`` and the Triton model whose statistics it moves."""
+        m, pool, check = self.models, self.pool, self.validator
+        if cell.label == "medserve":
+            return ClientTarget(self.grpc_url, m.batching, pool, check), m.batching
+        if cell.label == "nobatch":
+            return ClientTarget(self.grpc_url, m.no_batching, pool, check), m.no_batching
+        if cell.label == "peer":
+            return PeerTarget(self.peer_url, pool, check), None
+        payload = cell.label.split()[-1]
+        model = str({"uint8": m.batching, "float32": m.float32, "encoded": m.encoded}[payload])
+        target = PayloadTarget(self.grpc_url, model, payload, pool, check, **self._io_names(model))
+        # The encoded ensemble's batching happens in the classifier it calls.
+        return target, m.float32 if payload == "float32" else m.batching
+
+    def _io_names(self, model: str) -> dict[str, str]:
+        meta = self.stats.get_model_metadata(model, as_json=True)
+        return {"input_name": meta["inputs"][0]["name"], "output_name": meta["outputs"][0]["name"]}
+
+    def warm_up_peer(self) -> None:
+        """Send every peer worker its first requests (Keras traces on the first predict).
+
+        Triton warms its models from their config; the peer gets the same
+        courtesy so that neither pays a one-time cost inside a measured cell.
+        """
+        target = PeerTarget(self.peer_url, self.pool, self.validator)
+        try:
+            result = run_closed_loop(
+                target.make_call,
+                concurrency=2 * self.args.peer_workers,
+                duration_s=max(2.0, self.args.warmup_s),
+                warmup_s=max(2.0, self.args.warmup_s),
+            )
+        finally:
+            target.close()
+        if result.failures:
+            raise RuntimeError(f"the naive peer fails its warm-up: {result.first_error}")
+
+    def measure(self, cell: Cell, rnd: int) -> Measurement:
+        """Run one cell and record it."""
+        target, stats_model = self._target(cell)
+        try:
+            before = medload_stats.snapshot(self.stats, stats_model) if stats_model else None
+            result = run_closed_loop(
+                target.make_call,
+                concurrency=cell.concurrency,
+                duration_s=self.args.duration_s,
+                warmup_s=self.args.warmup_s,
+            )
+            server = None
+            if stats_model and before is not None:
+                after = medload_stats.snapshot(self.stats, stats_model)
+                server = medload_stats.window(before.get(stats_model), after[stats_model]).to_dict()
+        finally:
+            target.close()
+        item = Measurement(
+            group=cell.label.split()[0], label=cell.label, concurrency=cell.concurrency, round=rnd,
+            inferences_per_s=result.inferences_per_s, latencies_ms=result.latencies_ms,
+            failures=result.failures, bytes_per_request=target.bytes_per_request,
+            server=server, first_error=result.first_error,
+        )  # fmt: skip
+        log.info("round %d %-16s @%-3d %8.1f images/s  p50 %s ms  failures %d%s", rnd, cell.label,
+                 cell.concurrency, item.inferences_per_s,
+                 f"{float(sorted(result.latencies_ms)[len(result.latencies_ms) // 2]):.1f}"
+                 if result.requests else "-", item.failures,
+                 f"  ({item.first_error})" if item.first_error else "")  # fmt: skip
+        self.measurements.append(item)
+        return item
+
+
+def _spec(repo: Path, model: str) -> tuple[tuple[str, ...], tuple[int, int]]:
+    from medserve.spec import SPEC_FILENAME, ModelSpec
+
+    spec = ModelSpec.read(repo / model / SPEC_FILENAME)
+    return spec.labels, spec.image_size
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark as ``args`` say; returns the exit status."""
+    from medserve.local_triton import LocalTriton
+
+    if not args.keras_model.is_file():
+        raise FileNotFoundError(f"no Keras model {args.keras_model} for the naive peer")
+    args.out.mkdir(parents=True, exist_ok=True)
+    labels, image_size = _spec(args.repo, args.model)
+    models = bench_repo.write_bench_repo(args.repo, args.work / "repo", model=args.model,
+                                         keras_model=args.keras_model)  # fmt: skip
+    concurrency = [int(c) for c in args.concurrency.split(",")]
+    cells = cells_for(
+        concurrency, args.compare_at, models.float32 is not None, models.encoded is not None
+    )
+    savedmodel = newest_savedmodel(args.repo / args.model)
+    limits: list[dict[str, Any]] = []
+    started = time.time()
+    with contextlib.ExitStack() as stack:
+        peer = PeerServer(args.keras_model, workers=args.peer_workers, labels=labels,
+                          log_path=args.out / "peer.log")  # fmt: skip
+        stack.callback(peer.stop)
+        peer.launch()  # Loads its model while Triton starts.
+        server = stack.enter_context(
+            LocalTriton(args.work / "repo", log_path=args.out / "tritonserver.log")
+        )
+        peer.wait_ready()
+        bench = Bench(args, server.grpc_url, peer.url, models, labels, image_size)
+        stack.callback(bench.close)
+        bench.warm_up_peer()
+        for rnd in range(args.rounds):
+            limits.append(measure_limit(args, savedmodel))
+            log.info("round %d in-process limit %.1f images/s at batch %d", rnd,
+                     limits[-1]["best_images_per_s"], limits[-1]["best_batch_size"])  # fmt: skip
+            shift = rnd % len(cells)
+            for cell in cells[shift:] + cells[:shift]:
+                bench.measure(cell, rnd)
+        measurements = bench.measurements
+    cell_rows = aggregate(measurements)
+    best = [x["best_images_per_s"] for x in limits]
+    ratios = compute_ratios(measurements, cell_rows, best, compare_at=args.compare_at)
+    limit = {
+        "best_images_per_s": max(best),
+        "best_batch_size": limits[best.index(max(best))]["best_batch_size"],
+        "by_round": best,
+        "runs": limits,
+    }
+    meta = {
+        "command": " ".join(sys.argv),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "duration_s": round(time.time() - started, 1),
+        "host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
+        "rounds": args.rounds, "cell_duration_s": args.duration_s, "warmup_s": args.warmup_s,
+        "model": args.model, "image_size": list(image_size), "peer_workers": args.peer_workers,
+        "note": "client, Triton and the naive peer share this machine's CPUs",
+    }  # fmt: skip
+    paths = write_outputs(args.out, cells=cell_rows, ratios=ratios, limit=limit, meta=meta)
+    sys.stdout.write(paths["markdown"].read_text(encoding="utf-8"))
+    log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
+    return 1 if any(c["failures"] for c in cell_rows) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``make bench`` and ``make bench-quick``."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return run(apply_presets(build_parser().parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
