@@ -86,6 +86,33 @@ $(COMPAT_STAMP): export/compat/requirements.txt
 compat: $(COMPAT_STAMP) ## Load the exported SavedModels under TF 2.17.1 through the session loader, compare outputs
 	$(COMPAT_VENV)/bin/python export/compat/check_savedmodel.py $(REPO) --name $(MODEL)
 
+# Load tests and the benchmark (loadtest/). Both train and export the reference
+# model first if $(REPO) has none (train and export reuse earlier work).
+LOADTEST_ARGS ?=
+BENCH_ARGS ?=
+.PHONY: loadtest bench bench-quick
+
+define loadtest_model
+	@test -d $(REPO)/$(MODEL) || { $(BIN)/medserve train --synthetic --output $(WORK)/model && \
+		$(BIN)/medserve export $(WORK)/model/model.keras --repo $(REPO) --name $(MODEL); }
+endef
+
+loadtest: $(STAMP) ## Headless locust on $(REPO) (or HOST=grpc://...): summary.json in loadtest/results/
+	$(loadtest_model)
+	loadtest/run --repo $(REPO) --model $(MODEL) $(if $(HOST),--host $(HOST)) $(LOADTEST_ARGS)
+
+bench: $(STAMP) ## Benchmark (~15 min, quiet machine): limit, medserve, batching off, naive peer, payloads
+	$(loadtest_model)
+	$(BIN)/medserve train --synthetic --output $(WORK)/model
+	$(BIN)/python loadtest/bench.py --repo $(REPO) --model $(MODEL) \
+		--keras-model $(WORK)/model/model.keras --work $(WORK)/bench $(BENCH_ARGS)
+
+bench-quick: $(STAMP) ## Short benchmark (1 round, 3 s cells): same table in loadtest/results/bench-quick/
+	$(loadtest_model)
+	$(BIN)/medserve train --synthetic --output $(WORK)/model
+	$(BIN)/python loadtest/bench.py --quick --repo $(REPO) --model $(MODEL) \
+		--keras-model $(WORK)/model/model.keras --work $(WORK)/bench $(BENCH_ARGS)
+
 clean: ## Remove generated artifacts (keeps .venv)
 	rm -rf $(WORK) loadtest/results .pytest_cache .mypy_cache .ruff_cache
 	find $(REPO) -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
