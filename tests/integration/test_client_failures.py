@@ -63,7 +63,10 @@ def slow_server(served_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     from medserve.local_triton import LocalTriton
 
     repo = _slow_queue_repo(served_repo, tmp_path_factory.mktemp("slow") / "repo")
-    server = LocalTriton(repo, exit_timeout_s=1)
+    # Generous start-up: each backend stub imports TensorFlow on a shared 2-core machine.
+    server = LocalTriton(
+        repo, exit_timeout_s=1, startup_timeout_s=240.0, log_path=repo.parent / "triton.log"
+    )
     server.start()
     try:
         yield server

@@ -2,7 +2,8 @@
 
 Uses the session fixtures of ``tests/integration/conftest.py``: ``served_repo``
 (a tiny exported model: 32x32 input, labels ("normal", "lesion")) and
-``local_triton`` (a started ``LocalTriton`` on it).
+``local_triton`` (a started ``LocalTriton`` on it) and ``savedmodel_reference``
+(the same SavedModel called in-process).
 """
 
 from __future__ import annotations
@@ -58,15 +59,6 @@ def _encode(array: np.ndarray, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-def _in_process(repo: Path, batch: np.ndarray) -> np.ndarray:
-    """The served SavedModel called directly with TensorFlow (the reference)."""
-    import tensorflow as tf
-
-    model = tf.saved_model.load(str(repo / "medcnn" / "1" / "model.savedmodel"))
-    outputs = model.signatures["serving_default"](image=tf.constant(batch))
-    return np.asarray(outputs["probabilities"])
-
-
 def _server_resize(server: Any, payloads: list[bytes]) -> np.ndarray:
     """The server's own decode + resize (the first step of the encoded ensemble)."""
     import tritonclient.grpc as grpcclient
@@ -93,7 +85,7 @@ def test_model_info_comes_from_the_server(local_triton: Any) -> None:
 
 
 def test_grpc_http_and_shared_memory_agree_with_each_other_and_with_in_process(
-    local_triton: Any, served_repo: Path
+    local_triton: Any, savedmodel_reference: Any
 ) -> None:
     ct = get_testdata_file("CT_small.dcm", download=False)
     inputs: list[Any] = [*_rng_images(10, seed=1), ct]
@@ -108,7 +100,7 @@ def test_grpc_http_and_shared_memory_agree_with_each_other_and_with_in_process(
         with Client(url, shared_memory=shm) as client:
             predictions = client.classify(inputs, top_k=2)
         results[name] = np.stack([p.probabilities for p in predictions])
-    reference = _in_process(served_repo, tensors)
+    reference = savedmodel_reference.classify(tensors)
     for name, probabilities in results.items():
         np.testing.assert_allclose(probabilities, results["grpc"], atol=1e-5, err_msg=name)
         np.testing.assert_allclose(probabilities, reference, atol=1e-5, err_msg=name)
