@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -44,12 +43,13 @@ from medserve_client._errors import (
     ModelNotReadyError,
     ServerUnavailableError,
 )
-from medserve_client._inputs import prepare_encoded, prepare_tensor
+from medserve_client._inputs import prepare_all
 from medserve_client._models import TLS, ModelInfo, Prediction, Retry, Timeout
+from medserve_client._pipeline import ordered_map_async
 from medserve_client._preprocess import DEFAULT_MAX_PIXELS
 from medserve_client._retry import Deadline, call_with_retry_async
-from medserve_client._shm import ShmPool
-from medserve_client._transport import InferCall, OutputSpec
+from medserve_client._shm import ShmPool, pool_for, shm_request
+from medserve_client._transport import InferCall
 
 log = logging.getLogger("medserve_client")
 T = TypeVar("T")
@@ -187,15 +187,7 @@ class AsyncClient:
             if not _core.has_labels(config, info.output_name):
                 return info
             reply = await wire.infer(
-                InferCall(
-                    model=self.model,
-                    version=version,
-                    input_name=info.input_name,
-                    datatype=info.input_datatype,
-                    array=_core.label_probe(info.input_shape, info.max_batch_size > 0),
-                    outputs=(OutputSpec(info.output_name, class_count=info.num_classes),),
-                    timeout_s=remaining_s,
-                )
+                _core.label_call(info, model=self.model, version=version, timeout_s=remaining_s)
             )
             labels = _core.parse_labels(reply.outputs[info.output_name], info.num_classes)
             return _core.model_info_from(metadata, config, labels=labels, version=self.version)
@@ -237,8 +229,6 @@ class AsyncClient:
     ) -> AsyncIterator[Prediction]:
         """Classify a stream, one request per input, ``concurrency`` in flight, in order."""
         _core.check_top_k(top_k)
-        if concurrency < 1:
-            raise InvalidInputError(f"concurrency must be >= 1, got {concurrency}")
         await self.model_info()
 
         async def one(item: Any, index: int) -> Prediction:
@@ -246,45 +236,24 @@ class AsyncClient:
             items = await self._classify_items([item], top_k=top_k, deadline=deadline, first=index)
             return items[0]
 
-        pending: deque[asyncio.Task[Prediction]] = deque()
-        try:
-            index = 0
-            async for item in _aiter(inputs):
-                if len(pending) >= concurrency:
-                    yield await pending.popleft()
-                pending.append(asyncio.ensure_future(one(item, index)))
-                index += 1
-            while pending:
-                yield await pending.popleft()
-        finally:
-            for task in pending:
-                task.cancel()
+        async for prediction in ordered_map_async(one, inputs, concurrency=concurrency):
+            yield prediction
 
     async def _classify_items(
         self, items: Sequence[Any], *, top_k: int, deadline: Deadline, first: int = 0
     ) -> list[Prediction]:
         info = await self.model_info()
-        if self.send_encoded:
-            entry = await self._encoded_entry()
-            payloads = await asyncio.to_thread(
-                lambda: [
-                    prepare_encoded(item, index=first + i, max_pixels=self.max_pixels)
-                    for i, item in enumerate(items)
-                ]
-            )
-            chunks: list[Sequence[Any]] = _core.split_batches(
-                payloads, max(1, entry.max_batch_size)
-            )
-        else:
-            tensors = await asyncio.to_thread(
-                lambda: [
-                    prepare_tensor(
-                        item, index=first + i, target_hw=info.image_size, max_pixels=self.max_pixels
-                    )
-                    for i, item in enumerate(items)
-                ]
-            )
-            chunks = _core.split_batches(tensors, max(1, info.max_batch_size))
+        entry = await self._encoded_entry() if self.send_encoded else None
+        prepared = await asyncio.to_thread(
+            prepare_all,
+            items,
+            encoded=self.send_encoded,
+            target_hw=info.image_size,
+            max_pixels=self.max_pixels,
+            first=first,
+        )
+        limit = entry.max_batch_size if entry is not None else info.max_batch_size
+        chunks = _core.split_batches(prepared, max(1, limit))
         results = await asyncio.gather(*(self._send(c, info, top_k, deadline) for c in chunks))
         return [prediction for chunk in results for prediction in chunk]
 
@@ -296,28 +265,15 @@ class AsyncClient:
         async with self._semaphore:
             wire = self._wire()
             if self.send_encoded:
-                entry = await self._encoded_entry()
-                call = InferCall(
-                    model=entry.name,
-                    version="",
-                    input_name=entry.input_name,
-                    datatype="BYTES",
-                    array=_core.bytes_batch(chunk, entry.max_batch_size > 0),
-                    outputs=(OutputSpec(entry.output_name),),
-                )
+                call = _core.encoded_call(await self._encoded_entry(), chunk)
                 return await self._infer(wire, call, info, top_k, deadline, None)
-            array = _core.stack_batch(chunk, info.max_batch_size > 0)
-            call = InferCall(
-                model=self.model,
-                version=self.version or "",
-                input_name=info.input_name,
-                datatype=info.input_datatype,
-                array=array,
-                outputs=(OutputSpec(info.output_name),),
-            )
+            version = self.version or ""
+            call = _core.tensor_call(info, model=self.model, version=version, chunk=chunk)
             if not self.shared_memory:
                 return await self._infer(wire, call, info, top_k, deadline, None)
-            pool = self._shm_pool(info)
+            if self._shm is None:
+                self._shm = pool_for(info)
+            pool = self._shm
             slot, is_new = pool.acquire()
             try:
                 if is_new:
@@ -329,32 +285,14 @@ class AsyncClient:
                         deadline,
                     )
                     slot.registered = True
-                count = array.shape[0] if info.max_batch_size > 0 else 1
-                out_bytes = count * info.num_classes * 4
-                shm_call = InferCall(
-                    model=call.model,
-                    version=call.version,
-                    input_name=call.input_name,
-                    datatype=call.datatype,
-                    shape=tuple(array.shape),
-                    shm_region=slot.name,
-                    shm_byte_size=slot.write_input(array),
-                    outputs=(
-                        OutputSpec(
-                            info.output_name,
-                            shm_region=slot.name,
-                            shm_byte_size=out_bytes,
-                            shm_offset=slot.output_offset,
-                        ),
-                    ),
-                )
+                request, out_shape = shm_request(slot, call, info)
                 return await self._infer(
                     wire,
-                    shm_call,
+                    request,
                     info,
                     top_k,
                     deadline,
-                    lambda: slot.read_output(np.float32, (count, info.num_classes)),
+                    lambda: slot.read_output(np.float32, out_shape),
                 )
             finally:
                 pool.release(slot)
@@ -386,22 +324,3 @@ class AsyncClient:
             )
 
         return await self._call(f"infer on {call.model!r}", attempt, deadline)
-
-    def _shm_pool(self, info: ModelInfo) -> ShmPool:
-        if self._shm is None:
-            batch = max(1, info.max_batch_size)
-            height, width, channels = info.input_shape
-            self._shm = ShmPool(
-                input_bytes=batch * height * width * channels,
-                output_bytes=batch * info.num_classes * 4,
-            )
-        return self._shm
-
-
-async def _aiter(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item

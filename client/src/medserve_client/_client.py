@@ -24,9 +24,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -37,12 +37,13 @@ from medserve_client._errors import (
     ModelNotReadyError,
     ServerUnavailableError,
 )
-from medserve_client._inputs import prepare_encoded, prepare_tensor
+from medserve_client._inputs import prepare_all
 from medserve_client._models import TLS, ModelInfo, Prediction, Retry, Timeout
+from medserve_client._pipeline import ordered_map
 from medserve_client._preprocess import DEFAULT_MAX_PIXELS
 from medserve_client._retry import Deadline, call_with_retry
-from medserve_client._shm import ShmPool
-from medserve_client._transport import InferCall, OutputSpec, Transport
+from medserve_client._shm import ShmPool, pool_for, shm_request
+from medserve_client._transport import InferCall, Transport
 
 log = logging.getLogger("medserve_client")
 
@@ -139,15 +140,10 @@ class Client:
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
             if shm is not None:
+                # A shm region exists only after the transport registered it.
+                assert transport is not None
                 timeout_s = self.endpoint.timeout.connect_s
-                unregister: Callable[[str], None] | None = None
-                if transport is not None:
-                    wire = transport
-
-                    def unregister(name: str) -> None:
-                        wire.unregister_shm(name, timeout_s=timeout_s)
-
-                shm.close(unregister)
+                shm.close(lambda name: transport.unregister_shm(name, timeout_s=timeout_s))
         finally:
             if transport is not None:
                 transport.close()
@@ -235,17 +231,8 @@ class Client:
             if not _core.has_labels(config, info.output_name):
                 log.warning("model %s has no label_filename; classes are named by index", info.name)
                 return info
-            probe = _core.label_probe(info.input_shape, info.max_batch_size > 0)
             reply = wire.infer(
-                InferCall(
-                    model=self.model,
-                    version=version,
-                    input_name=info.input_name,
-                    datatype=info.input_datatype,
-                    array=probe,
-                    outputs=(OutputSpec(info.output_name, class_count=info.num_classes),),
-                    timeout_s=remaining_s,
-                )
+                _core.label_call(info, model=self.model, version=version, timeout_s=remaining_s)
             )
             labels = _core.parse_labels(reply.outputs[info.output_name], info.num_classes)
             return _core.model_info_from(metadata, config, labels=labels, version=self.version)
@@ -313,26 +300,13 @@ class Client:
         cancels what has not started.
         """
         _core.check_top_k(top_k)
-        if concurrency < 1:
-            raise InvalidInputError(f"concurrency must be >= 1, got {concurrency}")
         self.model_info()  # Fail fast (and once) if the model is missing.
 
         def one(item: Any, index: int) -> Prediction:
             deadline = Deadline(self.endpoint.timeout.request_s)
             return self._classify_items([item], top_k=top_k, deadline=deadline, first=index)[0]
 
-        pending: deque[Future[Prediction]] = deque()
-        with ThreadPoolExecutor(concurrency, thread_name_prefix="medserve-many") as pool:
-            try:
-                for index, item in enumerate(inputs):
-                    if len(pending) >= concurrency:
-                        yield pending.popleft().result()
-                    pending.append(pool.submit(one, item, index))
-                while pending:
-                    yield pending.popleft().result()
-            finally:
-                for future in pending:
-                    future.cancel()
+        return ordered_map(one, inputs, concurrency=concurrency)
 
     def _classify_items(
         self,
@@ -344,23 +318,17 @@ class Client:
         first: int = 0,
     ) -> list[Prediction]:
         info = self.model_info()
-        if self.send_encoded:
-            entry = self._encoded_entry()
-            payloads = [
-                prepare_encoded(item, index=first + i, max_pixels=self.max_pixels)
-                for i, item in enumerate(items)
-            ]
-            limit = entry.max_batch_size if entry.max_batch_size > 0 else 1
-            chunks: list[Sequence[Any]] = _core.split_batches(payloads, limit)
-        else:
-            tensors = [
-                prepare_tensor(
-                    item, index=first + i, target_hw=info.image_size, max_pixels=self.max_pixels
-                )
-                for i, item in enumerate(items)
-            ]
-            limit = info.max_batch_size if info.max_batch_size > 0 else 1
-            chunks = _core.split_batches(tensors, limit)
+        prepared = prepare_all(
+            items,
+            encoded=self.send_encoded,
+            target_hw=info.image_size,
+            max_pixels=self.max_pixels,
+            first=first,
+        )
+        batch_limit = (
+            self._encoded_entry().max_batch_size if self.send_encoded else info.max_batch_size
+        )
+        chunks = _core.split_batches(prepared, max(1, batch_limit))
         if len(chunks) == 1 or not parallel:
             results = [self._send(chunk, info, top_k, deadline) for chunk in chunks]
         else:
@@ -371,28 +339,11 @@ class Client:
     def _send(
         self, chunk: Sequence[Any], info: ModelInfo, top_k: int, deadline: Deadline
     ) -> list[Prediction]:
-        wire, batched = self._wire(), info.max_batch_size > 0
+        wire = self._wire()
         if self.send_encoded:
-            entry = self._encoded_entry()
-            batched = entry.max_batch_size > 0
-            call = InferCall(
-                model=entry.name,
-                version="",
-                input_name=entry.input_name,
-                datatype="BYTES",
-                array=_core.bytes_batch(chunk, batched),
-                outputs=(OutputSpec(entry.output_name),),
-            )
-            return self._infer(wire, call, info, top_k, deadline, entry.output_name)
-        array = _core.stack_batch(chunk, batched)
-        call = InferCall(
-            model=self.model,
-            version=self.version or "",
-            input_name=info.input_name,
-            datatype=info.input_datatype,
-            array=array,
-            outputs=(OutputSpec(info.output_name),),
-        )
+            call = _core.encoded_call(self._encoded_entry(), chunk)
+            return self._infer(wire, call, info, top_k, deadline, call.outputs[0].name)
+        call = _core.tensor_call(info, model=self.model, version=self.version or "", chunk=chunk)
         if self.shared_memory:
             return self._infer_shm(wire, call, info, top_k, deadline)
         return self._infer(wire, call, info, top_k, deadline, info.output_name)
@@ -408,7 +359,7 @@ class Client:
     ) -> list[Prediction]:
         def attempt(remaining_s: float) -> list[Prediction]:
             started = time.perf_counter()
-            reply = wire.infer(_with_timeout(call, remaining_s))
+            reply = wire.infer(replace(call, timeout_s=remaining_s))
             latency_ms = (time.perf_counter() - started) * 1000.0
             return _core.to_predictions(
                 reply.outputs[output_name],
@@ -424,7 +375,6 @@ class Client:
     def _infer_shm(
         self, wire: Transport, call: InferCall, info: ModelInfo, top_k: int, deadline: Deadline
     ) -> list[Prediction]:
-        assert call.array is not None
         pool = self._shm_pool(info)
         slot, is_new = pool.acquire()
         try:
@@ -437,31 +387,11 @@ class Client:
                     deadline,
                 )
                 slot.registered = True
-            count = call.array.shape[0] if info.max_batch_size > 0 else 1
-            out_shape = (count, info.num_classes)
-            out_bytes = count * info.num_classes * 4
-            in_bytes = slot.write_input(call.array)
-            shm_call = InferCall(
-                model=call.model,
-                version=call.version,
-                input_name=call.input_name,
-                datatype=call.datatype,
-                shape=tuple(call.array.shape),
-                shm_region=slot.name,
-                shm_byte_size=in_bytes,
-                outputs=(
-                    OutputSpec(
-                        info.output_name,
-                        shm_region=slot.name,
-                        shm_byte_size=out_bytes,
-                        shm_offset=slot.output_offset,
-                    ),
-                ),
-            )
+            request, out_shape = shm_request(slot, call, info)
 
             def attempt(remaining_s: float) -> list[Prediction]:
                 started = time.perf_counter()
-                reply = wire.infer(_with_timeout(shm_call, remaining_s))
+                reply = wire.infer(replace(request, timeout_s=remaining_s))
                 latency_ms = (time.perf_counter() - started) * 1000.0
                 return _core.to_predictions(
                     slot.read_output(np.float32, out_shape),
@@ -480,16 +410,5 @@ class Client:
             if self._closed:
                 raise InvalidInputError("the client is closed; create a new Client")
             if self._shm is None:
-                batch = max(1, info.max_batch_size)
-                height, width, channels = info.input_shape
-                self._shm = ShmPool(
-                    input_bytes=batch * height * width * channels,
-                    output_bytes=batch * info.num_classes * 4,
-                )
+                self._shm = pool_for(info)
             return self._shm
-
-
-def _with_timeout(call: InferCall, timeout_s: float) -> InferCall:
-    from dataclasses import replace
-
-    return replace(call, timeout_s=timeout_s)

@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from medserve_client._errors import InferenceError, InvalidInputError
 from medserve_client._models import TLS, ModelInfo, Prediction, Timeout
-from medserve_client._transport import Endpoint
+from medserve_client._transport import Endpoint, InferCall, OutputSpec
 
 T = TypeVar("T")
 
@@ -315,3 +315,42 @@ def bytes_batch(payloads: Sequence[bytes], batched: bool) -> npt.NDArray[np.obje
     for index, payload in enumerate(payloads):
         array[index, 0] = payload
     return array if batched else array[0]
+
+
+def label_call(info: ModelInfo, *, model: str, version: str, timeout_s: float) -> InferCall:
+    """The request that reads the labels: a black image, classification of every class."""
+    return InferCall(
+        model=model,
+        version=version,
+        input_name=info.input_name,
+        datatype=info.input_datatype,
+        array=label_probe(info.input_shape, info.max_batch_size > 0),
+        outputs=(OutputSpec(info.output_name, class_count=info.num_classes),),
+        timeout_s=timeout_s,
+    )
+
+
+def tensor_call(
+    info: ModelInfo, *, model: str, version: str, chunk: Sequence[npt.NDArray[np.uint8]]
+) -> InferCall:
+    """The request for a chunk of preprocessed images (the deadline is set per attempt)."""
+    return InferCall(
+        model=model,
+        version=version,
+        input_name=info.input_name,
+        datatype=info.input_datatype,
+        array=stack_batch(chunk, info.max_batch_size > 0),
+        outputs=(OutputSpec(info.output_name),),
+    )
+
+
+def encoded_call(entry: EncodedEntry, chunk: Sequence[bytes]) -> InferCall:
+    """The request for a chunk of encoded files to the ``<model>_encoded`` entry point."""
+    return InferCall(
+        model=entry.name,
+        version="",
+        input_name=entry.input_name,
+        datatype="BYTES",
+        array=bytes_batch(chunk, entry.max_batch_size > 0),
+        outputs=(OutputSpec(entry.output_name),),
+    )

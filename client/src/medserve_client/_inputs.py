@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +150,27 @@ def _as_bytes(value: Any, *, what: str) -> bytes:
         f"{what}: unsupported input type {type(value).__name__}; pass a path, bytes, a PIL "
         "image, a numpy HWC array, a pydicom Dataset or a DicomSource"
     )
+
+
+def prepare_all(
+    items: Sequence[Any],
+    *,
+    encoded: bool,
+    target_hw: tuple[int, int],
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    first: int = 0,
+) -> list[Any]:
+    """Every input of one call: encoded bytes, or uint8 tensors at ``target_hw``.
+
+    ``first`` is the position of ``items[0]`` in the caller's stream, so that
+    errors name the right input.
+    """
+    if encoded:
+        return [
+            prepare_encoded(item, index=first + i, max_pixels=max_pixels)
+            for i, item in enumerate(items)
+        ]
+    return [
+        prepare_tensor(item, index=first + i, target_hw=target_hw, max_pixels=max_pixels)
+        for i, item in enumerate(items)
+    ]

@@ -122,6 +122,8 @@ def to_rgb_array(image: Image.Image) -> npt.NDArray[np.uint8]:
         return np.repeat(gray[:, :, None], 3, axis=2)
     if image.mode not in _DIRECT_RGB_MODES:
         raise InvalidInputError(f"image mode {image.mode!r} is not supported; save it as RGB")
+    if image.mode == "RGB":
+        return np.asarray(image, dtype=np.uint8)  # No conversion copy for the common case.
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 

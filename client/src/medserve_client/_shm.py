@@ -30,6 +30,7 @@ import threading
 import uuid
 import weakref
 from collections.abc import Callable
+from dataclasses import replace
 from multiprocessing import shared_memory
 from typing import Any
 
@@ -37,6 +38,8 @@ import numpy as np
 import numpy.typing as npt
 
 from medserve_client._errors import InferenceError
+from medserve_client._models import ModelInfo
+from medserve_client._transport import InferCall, OutputSpec
 
 log = logging.getLogger("medserve_client")
 
@@ -159,3 +162,41 @@ class ShmPool:
 def _destroy_all(slots: list[ShmSlot]) -> None:
     for slot in list(slots):
         slot.destroy()
+
+
+def shm_request(
+    slot: ShmSlot, call: InferCall, info: ModelInfo
+) -> tuple[InferCall, tuple[int, int]]:
+    """Write ``call.array`` into ``slot``; the same request by reference, and the output shape.
+
+    The input goes at offset 0 and the probabilities come back after it, so
+    one registered region serves one whole request.
+    """
+    if call.array is None:
+        raise InferenceError("a shared-memory request needs its input array")
+    count = call.array.shape[0] if info.max_batch_size > 0 else 1
+    out_shape = (count, info.num_classes)
+    output = OutputSpec(
+        info.output_name,
+        shm_region=slot.name,
+        shm_byte_size=count * info.num_classes * 4,
+        shm_offset=slot.output_offset,
+    )
+    request = replace(
+        call,
+        array=None,
+        shape=tuple(call.array.shape),
+        shm_region=slot.name,
+        shm_byte_size=slot.write_input(call.array),
+        outputs=(output,),
+    )
+    return request, out_shape
+
+
+def pool_for(info: ModelInfo) -> ShmPool:
+    """A pool whose slots hold one full batch of ``info``'s input and output."""
+    batch = max(1, info.max_batch_size)
+    height, width, channels = info.input_shape
+    return ShmPool(
+        input_bytes=batch * height * width * channels, output_bytes=batch * info.num_classes * 4
+    )
