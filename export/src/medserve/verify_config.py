@@ -14,6 +14,7 @@ in ``dims`` when ``max_batch_size > 0``; it is reported as such.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from tritonclient.grpc import model_config_pb2 as mc
 
@@ -187,11 +188,11 @@ def _match_signature(config: mc.ModelConfig, path: Path, signature: SignatureInf
 
 
 def _match_tensor(
-    config: mc.ModelConfig, path: Path, role: str, tensor: object, actual: TensorInfo
+    config: mc.ModelConfig, path: Path, role: str, tensor: Any, actual: TensorInfo
 ) -> None:
-    data_type = mc.DataType.Name(tensor.data_type)  # type: ignore[attr-defined]
-    dims = tuple(tensor.dims)  # type: ignore[attr-defined]
-    name = tensor.name  # type: ignore[attr-defined]
+    data_type = mc.DataType.Name(tensor.data_type)
+    dims = tuple(tensor.dims)
+    name = tensor.name
     if data_type != actual.data_type:
         raise VerificationError(
             f"{path}: {role} {name!r} is {data_type}, the SavedModel has {actual.data_type}"
@@ -233,15 +234,12 @@ def _check_warmup(config: mc.ModelConfig, path: Path) -> None:
                 )
 
 
-def _tensors(tensors: object) -> dict[str, tuple[str, tuple[int, ...]]]:
-    return {
-        t.name: (mc.DataType.Name(t.data_type), tuple(t.dims))
-        for t in tensors  # type: ignore[attr-defined]
-    }
+def _tensors(tensors: Any) -> dict[str, tuple[str, tuple[int, ...]]]:
+    return {t.name: (mc.DataType.Name(t.data_type), tuple(t.dims)) for t in tensors}
 
 
-def _single(tensors: object, path: Path, role: str) -> mc.ModelOutput:
-    items = list(tensors)  # type: ignore[call-overload]
+def _single(tensors: Any, path: Path, role: str) -> mc.ModelOutput:
+    items = list(tensors)
     if len(items) != 1:
         raise VerificationError(f"{path}: expected exactly one {role}, found {len(items)}")
     return items[0]
@@ -268,9 +266,8 @@ def _where(config: mc.ModelConfig) -> str:
 
 
 def _describe(config: mc.ModelConfig) -> str:
-    def one(tensor: object) -> str:
-        t = tensor  # type: ignore[assignment]
-        return f"{t.name} {mc.DataType.Name(t.data_type)} {list(t.dims)}"  # type: ignore[attr-defined]
+    def one(t: Any) -> str:
+        return f"{t.name} {mc.DataType.Name(t.data_type)} {list(t.dims)}"
 
     inputs = ", ".join(one(t) for t in config.input)
     outputs = ", ".join(one(t) for t in config.output)
