@@ -278,3 +278,21 @@ def test_tls_component_serves_grpc_over_tls_from_a_mounted_certificate_secret(
             assert volume["secret"]["secretName"] == "triton-grpc-tls", render.name
     for render in (r for r in overlay_renders if "tls" not in r.components):
         assert "grpc-use-ssl" not in triton_args(render), render.name
+
+
+def test_tls_component_routes_https_through_the_ingress_to_the_http_port(
+    overlay_renders: list[Render],
+) -> None:
+    for render in (r for r in overlay_renders if "tls" in r.components):
+        ingress = render.one("Ingress", "triton")
+        hosts = {host for tls in ingress["spec"]["tls"] for host in tls["hosts"]}
+        for rule in ingress["spec"]["rules"]:
+            assert rule["host"] in hosts, f"{render.name}: {rule['host']} has no certificate"
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                service = render.one("Service", backend["name"])
+                assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+                assert backend["port"]["name"] == "http", render.name
+        # The controller's traffic must pass the default-deny NetworkPolicy.
+        policy = render.one("NetworkPolicy", "triton-from-ingress-controller")
+        assert [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]] == [8000]
