@@ -113,6 +113,11 @@ bench-quick: $(STAMP) ## Short benchmark (1 round, 3 s cells): same table in loa
 	$(BIN)/python loadtest/bench.py --quick --repo $(REPO) --model $(MODEL) \
 		--keras-model $(WORK)/model/model.keras --work $(WORK)/bench $(BENCH_ARGS)
 
+.PHONY: bench-client
+bench-client: $(STAMP) ## Client-side cost, no server (~30 s): preprocessing per core, uint8 vs float32 requests
+	@mkdir -p $(WORK)
+	$(BIN)/python client/benchmarks/preprocess_bench.py --json $(WORK)/bench-client.json
+
 clean: ## Remove generated artifacts (keeps .venv)
 	rm -rf $(WORK) loadtest/results .pytest_cache .mypy_cache .ruff_cache
 	find $(REPO) -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
