@@ -39,7 +39,7 @@ from medserve_client._errors import (
 )
 from medserve_client._inputs import prepare_all
 from medserve_client._models import TLS, ModelInfo, Prediction, Retry, Timeout
-from medserve_client._pipeline import ordered_map
+from medserve_client._pipeline import check_concurrency, ordered_map
 from medserve_client._preprocess import DEFAULT_MAX_PIXELS
 from medserve_client._retry import Deadline, call_with_retry
 from medserve_client._shm import ShmPool, pool_for, shm_request
@@ -300,6 +300,7 @@ class Client:
         cancels what has not started.
         """
         _core.check_top_k(top_k)
+        check_concurrency(concurrency)
         self.model_info()  # Fail fast (and once) if the model is missing.
 
         def one(item: Any, index: int) -> Prediction:

@@ -27,7 +27,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def _check(concurrency: int) -> None:
+def check_concurrency(concurrency: int) -> None:
+    """Refuse a concurrency that is not a positive integer."""
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise InvalidInputError(f"concurrency must be an integer >= 1, got {concurrency!r}")
 
@@ -38,7 +39,7 @@ def ordered_map(fn: Callable[[T, int], R], items: Iterable[T], *, concurrency: i
     Closing the iterator early cancels what has not started and waits for
     what has.
     """
-    _check(concurrency)
+    check_concurrency(concurrency)
     pending: deque[Future[R]] = deque()
     with ThreadPoolExecutor(concurrency, thread_name_prefix="medserve-many") as pool:
         try:
@@ -60,7 +61,7 @@ async def ordered_map_async(
     concurrency: int,
 ) -> AsyncIterator[R]:
     """``await fn(item, index)`` with ``concurrency`` tasks in flight, yielded in input order."""
-    _check(concurrency)
+    check_concurrency(concurrency)
     pending: deque[asyncio.Future[R]] = deque()
     try:
         index = 0

@@ -205,3 +205,30 @@ def test_ready_and_wait_until_ready_use_server_and_model_readiness(
 
     with pytest.raises(ModelNotReadyError, match="'nope' did not become ready"):
         missing.wait_until_ready(timeout_s=0.3, poll_s=0.05)
+
+
+def test_closing_classify_many_early_stops_reading_the_input(
+    make_client: Callable[..., Client], fake: FakeTransport
+) -> None:
+    client = make_client()
+    taken: list[int] = []
+
+    def source() -> Any:
+        for value in range(1000):
+            taken.append(value)
+            yield gray(value % 256)
+
+    stream = client.classify_many(source(), concurrency=3)
+    first = [next(stream) for _ in range(2)]
+    stream.close()  # type: ignore[attr-defined]
+    assert len(first) == 2 and len(taken) <= 2 + 3
+
+
+def test_classify_many_validates_its_arguments_at_call_time(
+    make_client: Callable[..., Client],
+) -> None:
+    client = make_client()
+    with pytest.raises(InvalidInputError, match="concurrency"):
+        client.classify_many([gray(1)], concurrency=0)
+    with pytest.raises(InvalidInputError, match="top_k"):
+        client.classify_many([gray(1)], top_k=0)
