@@ -18,6 +18,7 @@ closes them all on :meth:`~HttpTransport.close`. Every call runs inside
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Any
 
 from medserve_client._models import TLS
@@ -156,7 +157,9 @@ class HttpTransport:
         self._module = httpclient
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._clients: list[Any] = []
+        # Weak: a client dies with its thread (its __del__ closes it), so the
+        # worker threads of many classify_many calls do not pile up connections.
+        self._clients: weakref.WeakSet[Any] = weakref.WeakSet()
         self._headers = dict(endpoint.headers) or None
 
     def _client(self) -> Any:
@@ -184,7 +187,7 @@ class HttpTransport:
                 )
             self._local.client = client
             with self._lock:
-                self._clients.append(client)
+                self._clients.add(client)
         return client
 
     def _call(
@@ -273,7 +276,7 @@ class HttpTransport:
 
     def close(self) -> None:
         with self._lock:
-            clients, self._clients = self._clients, []
+            clients, self._clients = list(self._clients), weakref.WeakSet()
         for client in clients:
             client.close()
 

@@ -197,3 +197,29 @@ def test_async_client_shared_memory_is_unlinked_on_close(fake: FakeTransport) ->
 def test_float_batches_are_accepted_as_4d_arrays(make_client: Callable[..., Client]) -> None:
     batch = np.stack([gray(0), gray(255)]).astype(np.float32) / 255.0
     assert [p.label for p in make_client().classify(batch)] == ["normal", "lesion"]
+
+
+def test_http_transport_gives_each_thread_its_own_client_and_drops_those_of_dead_threads() -> None:
+    import gc
+    import threading
+
+    from medserve_client._sync_transports import HttpTransport
+    from medserve_client._transport import Endpoint
+
+    transport = HttpTransport(Endpoint(url="127.0.0.1:1", protocol="http"))
+    mine = transport._client()
+    assert transport._client() is mine  # Same thread, same client (no socket opened yet).
+    seen: list[int] = []
+
+    def use() -> None:
+        seen.append(id(transport._client()))
+
+    threads = [threading.Thread(target=use) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(seen)) == 3 and id(mine) not in seen
+    gc.collect()
+    assert list(transport._clients) == [mine]  # Clients of finished threads are gone.
+    transport.close()
