@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +167,25 @@ def test_a_failure_midway_leaves_no_version_and_no_temporary_directory(
     for model in ("medcnn", "medcnn_preprocess"):
         assert _hidden_or_numeric(repo / model) == []
     assert not (repo / "medcnn" / "config.pbtxt").exists()
+
+
+def test_a_failed_rename_of_the_decoder_rolls_back_the_classifier_version(
+    exported_repo: ExportedRepo, repo_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medserve import repository
+
+    real_rename = os.rename
+
+    def rename(src: str | Path, dst: str | Path) -> None:
+        if Path(dst) == repo_copy / "medcnn_preprocess" / "2":
+            raise OSError("rename failed (simulated)")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(repository.os, "rename", rename)
+    with pytest.raises(OSError, match="simulated"):
+        exporter.export_model(exported_repo.model, repo_copy, exported_repo.spec)
+    for model in ("medcnn", "medcnn_preprocess"):
+        assert _hidden_or_numeric(repo_copy / model) == ["1"]
 
 
 def _save(model: object, path: Path) -> Path:

@@ -47,7 +47,7 @@ from medserve.model_config import (
 )
 from medserve.repository import (
     choose_version,
-    commit_directory,
+    commit_directories,
     prepare_repository,
     staged_directory,
     write_text_atomic,
@@ -161,8 +161,9 @@ def export_model(
         prechecked[prep_dir.name] = check_preprocess_savedmodel(prep_tmp, spec)
         write_model_card(prep_tmp, build_model_card(None, spec, version=number, role="preprocess"))
 
-        commit_directory(cls_tmp, model_dir / str(number), force=force)
-        commit_directory(prep_tmp, prep_dir / str(number), force=force)
+        commit_directories(
+            [(cls_tmp, model_dir / str(number)), (prep_tmp, prep_dir / str(number))], force=force
+        )
 
     _write_top_level(spec, options, model_dir, prep_dir, ens_dir)
     report = verify_repository(

@@ -6,7 +6,7 @@ Usage::
     version = choose_version([repo / "medcnn", repo / "medcnn_preprocess"], None, force=False)
     with staged_directory(repo / "medcnn") as tmp:
         (tmp / "model.py").write_text(...)
-        ...  # later: commit_directory(tmp, repo / "medcnn" / str(version), force=False)
+        commit_directories([(tmp, repo / "medcnn" / str(version))], force=False)
     write_text_atomic(repo / "medcnn" / "config.pbtxt", text)
 
 A version is built in a hidden ``.tmp-*`` directory inside the model directory
@@ -25,7 +25,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from medserve.errors import UsageError
@@ -101,31 +101,49 @@ def staged_directory(parent: Path) -> Iterator[Path]:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def commit_directory(staging: Path, target: Path, *, force: bool) -> None:
-    """Rename the complete ``staging`` directory to ``target``.
+def commit_directories(moves: Sequence[tuple[Path, Path]], *, force: bool) -> None:
+    """Rename complete staging directories to their targets: all of them or none.
 
-    With ``force`` an existing ``target`` is first renamed aside (still inside
-    a hidden directory Triton ignores) and deleted only after the new one is
-    in place.
+    With ``force`` an existing target is first renamed aside (into a hidden
+    directory Triton ignores) and deleted only once every rename succeeded.
+    If a rename fails, the ones already done are undone (new directories go
+    back to their staging names, old ones back into place) and the error
+    propagates, so the classifier never appears without its decoder.
+
+    Args:
+        moves: ``(staging, target)`` pairs, committed in order.
+        force: Replace targets that exist.
 
     Raises:
-        UsageError: ``target`` exists and ``force`` is off.
+        UsageError: A target exists and ``force`` is off (nothing is renamed).
     """
-    old: Path | None = None
-    if target.exists():
-        if not force:
+    for _, target in moves:
+        if target.exists() and not force:
             raise UsageError(f"{target} already exists; pass --force to replace it")
-        old = target.with_name(f"{TMP_PREFIX}old-{target.name}-{uuid.uuid4().hex[:8]}")
-        os.rename(target, old)
+    done: list[tuple[Path, Path, Path | None]] = []
     try:
-        os.rename(staging, target)
-    except OSError:
-        if old is not None:
-            os.rename(old, target)  # Put the previous version back.
+        for staging, target in moves:
+            old = None
+            if target.exists():
+                old = target.with_name(f"{TMP_PREFIX}old-{target.name}-{uuid.uuid4().hex[:8]}")
+                os.rename(target, old)
+            try:
+                os.rename(staging, target)
+            except BaseException:
+                if old is not None:
+                    os.rename(old, target)
+                raise
+            done.append((staging, target, old))
+    except BaseException:
+        for staging, target, old in reversed(done):
+            os.rename(target, staging)  # The staging context then deletes it.
+            if old is not None:
+                os.rename(old, target)
         raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    log.debug("committed %s", target)
+    for _, target, old in done:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        log.debug("committed %s", target)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
