@@ -1,0 +1,213 @@
+"""The load test's pure pieces, no server: validation, statistics, percentiles, ramp, report."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# The locustfiles' helpers are flat modules next to them (locust imports a
+# locustfile with its own folder on sys.path, and the k8s ConfigMap mounts them
+# flat), so the tests import them the same way.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "loadtest"))
+
+import bench_report
+import medload_stats
+from medload_latency import latency_summary, throughput
+from medload_options import LoadOptions
+from medload_pool import ImagePool
+from medload_samples import SampleRecorder, read_samples
+from medload_target import InferTarget, TargetError
+from medload_thresholds import Thresholds
+from medload_validate import ResponseValidator, WrongAnswerError
+
+LOADTEST = Path(__file__).resolve().parents[2] / "loadtest"
+VALIDATOR = ResponseValidator(num_classes=2, labels=("normal", "lesion"))
+
+
+def test_validator_returns_the_label_of_each_row_for_a_valid_answer() -> None:
+    answer = np.array([[0.2, 0.8], [0.9, 0.1]], dtype=np.float32)
+    assert VALIDATOR.check(answer, 2) == ["lesion", "normal"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (np.array([[0.2, 0.8]], dtype=np.float32), "shape"),  # one row for a batch of 2
+        (np.array([[0.5, 0.6], [0.5, 0.5]], dtype=np.float32), "sum"),
+        (np.array([[np.nan, 1.0], [0.5, 0.5]], dtype=np.float32), "NaN"),
+        (np.array([[1.5, -0.5], [0.5, 0.5]], dtype=np.float32), "outside"),
+        (np.array([[0, 1], [1, 0]], dtype=np.int32), "dtype"),
+        (None, "no probability"),
+    ],
+)
+def test_validator_raises_wrong_answer_naming_what_is_wrong(
+    answer: np.ndarray | None, message: str
+) -> None:
+    with pytest.raises(WrongAnswerError, match=message):
+        VALIDATOR.check(answer, 2)
+
+
+def test_validator_for_labels_prefers_given_labels_over_the_served_class_count() -> None:
+    validator = ResponseValidator.for_labels(("a", "b", "c"), served_classes=2)
+    with pytest.raises(WrongAnswerError, match=r"expected \(1, 3\)"):
+        validator.check(np.array([[0.5, 0.5]], dtype=np.float32), 1)
+    assert ResponseValidator.for_labels((), served_classes=2).check(
+        np.array([[0.3, 0.7]], dtype=np.float32), 1
+    ) == ["class 1"]
+
+
+def test_target_reads_names_and_sizes_from_metadata_with_string_dims() -> None:
+    classifier = {
+        "name": "medcnn",
+        "inputs": [{"name": "image", "datatype": "UINT8", "shape": ["-1", "224", "224", "3"]}],
+        "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": ["-1", "2"]}],
+    }
+    ensemble = {
+        "name": "medcnn_encoded",
+        "inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [-1, 1]}],
+        "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}],
+    }
+    target = InferTarget.from_metadata(classifier, entry=ensemble)
+    assert (target.model, target.input_name, target.encoded) == (
+        "medcnn_encoded",
+        "image_bytes",
+        True,
+    )
+    assert (target.image_size, target.num_classes) == ((224, 224), 2)
+    with pytest.raises(TargetError, match="expected"):
+        InferTarget.from_metadata({**classifier, "outputs": [{"name": "x", "shape": [-1]}]})
+
+
+def _stats(inferences: int, executions: int, requests: int, queue_ns: int, infer_ns: int) -> dict:
+    stage = {"count": str(requests)}
+    return {
+        "model_stats": [
+            {
+                "name": "medcnn",
+                "version": "1",
+                "inference_count": str(inferences),
+                "execution_count": str(executions),
+                "inference_stats": {
+                    "success": {**stage, "ns": str(queue_ns + infer_ns)},
+                    "queue": {**stage, "ns": str(queue_ns)},
+                    "compute_input": {**stage, "ns": "0"},
+                    "compute_infer": {**stage, "ns": str(infer_ns)},
+                    "compute_output": {**stage, "ns": "0"},
+                },
+            }
+        ]
+    }
+
+
+def test_stats_window_is_the_difference_of_two_snapshots() -> None:
+    before = medload_stats.parse_statistics(_stats(64, 1, 64, 10**9, 10**9))  # warm-up
+    after = medload_stats.parse_statistics(_stats(64 + 40, 1 + 10, 64 + 40, 10**9 + 80 * 10**6,
+                                                  10**9 + 400 * 10**6))  # fmt: skip
+    window = medload_stats.diff(before, after)["medcnn"]
+    assert (window.requests, window.inferences, window.executions) == (40, 40, 10)
+    assert window.inferences_per_execution == 4.0
+    assert window.mean_queue_ms == pytest.approx(2.0)
+    assert window.mean_compute_ms == pytest.approx(10.0)
+
+
+def test_stats_diff_leaves_out_idle_models_and_refuses_counters_going_backwards() -> None:
+    same = medload_stats.parse_statistics(_stats(5, 5, 5, 0, 0))
+    assert medload_stats.diff(same, same) == {}
+    with pytest.raises(ValueError, match="reloaded"):
+        medload_stats.diff(medload_stats.parse_statistics(_stats(9, 9, 9, 0, 0)), same)
+
+
+def test_latency_summary_is_exact_over_raw_samples_and_none_without_samples() -> None:
+    summary = latency_summary(np.arange(1, 101, dtype=float))
+    assert summary["count"] == 100
+    assert summary["p50_ms"] == pytest.approx(50.5)
+    assert summary["p99_ms"] == pytest.approx(99.01)
+    assert latency_summary([])["p99_ms"] is None
+
+
+def test_samples_round_trip_and_throughput_counts_batch_size_of_successes(tmp_path: Path) -> None:
+    recorder = SampleRecorder()
+    recorder.on_request("grpc", "x", 500.0, 10, None, {"batch_size": 4}, start_time=100.0)
+    recorder.on_request("grpc", "x", 500.0, 10, None, {"batch_size": 4}, start_time=101.5)
+    recorder.on_request("grpc", "x", 10.0, 0, ValueError("bad"), {"batch_size": 4}, 101.0)
+    recorder.write(tmp_path / "samples.csv")
+    samples = read_samples(tmp_path / "samples.csv", tmp_path / "missing.csv")
+    rate = throughput(samples)
+    assert (rate["requests"], rate["failures"], rate["inferences"]) == (2, 1, 8)
+    assert rate["window_s"] == pytest.approx(2.0)
+    assert rate["inferences_per_s"] == pytest.approx(4.0)
+
+
+def test_step_ramp_adds_users_per_step_holds_the_top_and_then_stops() -> None:
+    # Importing locust monkey-patches this process for gevent: ask another one.
+    code = (
+        "from shape_step_ramp import step_users as s; r = dict(step_users=4, step_time_s=10.0, "
+        "max_users=10); print([s(t, **r) for t in (0, 9.9, 10, 25, 35, 40)])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=LOADTEST, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[4, 4, 8, 10, 10, None]"
+
+
+def test_thresholds_name_each_crossed_limit() -> None:
+    limits = Thresholds(max_failure_ratio=0.01, max_p95_ms=200)
+    assert limits.violations(requests=100, fail_ratio=0.0, p95_ms=150) == []
+    found = limits.violations(requests=100, fail_ratio=0.05, p95_ms=250)
+    assert len(found) == 2 and "failure ratio" in found[0] and "p95" in found[1]
+    assert Thresholds().violations(requests=0, fail_ratio=0.0, p95_ms=0) == ["no request was made"]
+
+
+def test_options_parse_labels_and_reject_a_bad_batch_size() -> None:
+    class Parsed:
+        labels = " normal, lesion ,"
+        batch_size = 4
+
+    class Environment:
+        parsed_options = Parsed()
+
+    options = LoadOptions.from_environment(Environment())
+    assert (options.labels, options.batch_size, options.model) == (
+        ("normal", "lesion"),
+        4,
+        "medcnn",
+    )
+    with pytest.raises(ValueError, match="batch-size"):
+        LoadOptions(batch_size=0)
+
+
+def test_generated_pool_wraps_around_and_encodes_each_image_as_jpeg() -> None:
+    pool = ImagePool.generated(3, (16, 24), seed=1)
+    assert pool.pixels(2, 4).shape == (4, 16, 24, 3)
+    assert np.array_equal(pool.pixels(2, 2)[1], pool.pixels_all[0])
+    blobs = pool.encoded(0, 2)
+    assert blobs.shape == (2, 1) and blobs[0, 0][:2] == b"\xff\xd8"
+
+
+def _measurement(label: str, concurrency: int, rnd: int, rate: float) -> bench_report.Measurement:
+    return bench_report.Measurement(
+        group=label, label=label, concurrency=concurrency, round=rnd, inferences_per_s=rate,
+        latencies_ms=np.array([10.0, 20.0, 30.0]), failures=0,
+    )  # fmt: skip
+
+
+def test_bench_ratios_are_taken_per_round_and_judged_against_targets() -> None:
+    items = [
+        _measurement("medserve", 16, 0, 90.0), _measurement("peer", 16, 0, 10.0),
+        _measurement("nobatch", 16, 0, 45.0), _measurement("medserve", 16, 1, 80.0),
+        _measurement("peer", 16, 1, 20.0), _measurement("nobatch", 16, 1, 80.0),
+    ]  # fmt: skip
+    cells = bench_report.aggregate(items)
+    assert [c["cell"] for c in cells] == ["medserve@16", "peer@16", "nobatch@16"]
+    assert cells[0]["inferences_per_s_by_round"] == [90.0, 80.0]
+    ratios = bench_report.compute_ratios(items, cells, [100.0, 100.0], compare_at=16)
+    assert ratios["served_vs_limit"]["by_round"] == [0.9, 0.8]
+    assert ratios["medserve_vs_peer"]["by_round"] == [9.0, 4.0]
+    assert ratios["batching_on_vs_off"]["value"] == pytest.approx(1.5)
+    # Equal p99 is not lower: the peer comparison is not met on latency.
+    assert ratios["medserve_vs_peer"]["met"] is False
+    assert "| medserve | 16 |" in bench_report.markdown(cells, ratios, {"best_images_per_s": 100.0})
