@@ -176,8 +176,11 @@ def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
 def triton_args(render: Render) -> dict[str, list[str]]:
     """Triton's ``--flag=value`` args as ``{flag: [values...]}``."""
     container = containers(render.one("Deployment", "triton"))[0]
+    assert "command" not in container, f"{render.name}: keep the image's entrypoint"
+    program, *flags = container["args"]
+    assert program == "tritonserver", render.name
     parsed: dict[str, list[str]] = {}
-    for arg in container["args"]:
+    for arg in flags:
         assert arg.startswith("--") and "=" in arg, (
             f"{render.name}: arg {arg!r} is not --flag=value"
         )
