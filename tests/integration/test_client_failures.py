@@ -41,11 +41,12 @@ def _image(seed: int = 0) -> np.ndarray:
 
 
 def _slow_queue_repo(served_repo: Path, target: Path) -> Path:
-    """Copy the repository and make medcnn's local config hold and cap its queue."""
+    """Copy the classifier and make its local config hold and cap its queue."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
-    shutil.copytree(served_repo, target)
+    # Only the classifier: every Python-backend model costs a TensorFlow import at start-up.
+    shutil.copytree(served_repo / "medcnn", target / "medcnn")
     path = target / "medcnn" / "configs" / "local.pbtxt"
     config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
     batching = config.dynamic_batching
