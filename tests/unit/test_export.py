@@ -225,6 +225,8 @@ def _keras_model(kind: str) -> object:
         ("label_count", "model outputs 3 classes"),
         ("repo_is_file", "is a file"),
         ("existing_version", "already exists"),
+        ("no_labels", "pass --labels a,b or --labels-file"),
+        ("labels_file_missing", "cannot read --labels-file"),
     ],
 )
 def test_cli_export_reports_bad_input_with_exit_status_2(
@@ -251,6 +253,10 @@ def test_cli_export_reports_bad_input_with_exit_status_2(
     if case == "existing_version":
         repo = exported_repo.repo
     argv = ["export", str(model_path), "--repo", str(repo), "--labels", labels]
+    if case == "no_labels":
+        argv = argv[:-2]
+    if case == "labels_file_missing":
+        argv = [*argv[:-2], "--labels-file", str(tmp_path / "labels.txt")]
     if case == "existing_version":
         argv += ["--version", "1"]
     assert main(argv) == 2
