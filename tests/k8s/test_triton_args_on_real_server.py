@@ -1,0 +1,180 @@
+"""Triton's args from the rendered manifests, run by a real ``tritonserver``.
+
+No cluster and no GPU here, so the server is the one the export side already
+uses locally: the ``tritonserver`` of the nvidia-pytriton wheel (Triton 2.51,
+CPU only; the production image is 2.55, which kept every flag used here). It
+gets the manifests' own args, with the Kubernetes variables filled in (an empty
+model repository, a key) and the ports moved to free ones so it coexists with
+other servers on the machine. What this proves: every flag exists, every value
+parses, readiness works with no model, and the restricted-API key really
+closes the admin endpoints while health and metadata stay open.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from k8s_render import Render, containers
+
+from medserve.ports import free_ports
+from medserve.stub import TritonInstall, locate_tritonserver, server_environment
+
+pytestmark = pytest.mark.k8s
+
+READY_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 40
+ADMIN_HEADER = "medserve-admin-key"
+# Triton's --log-format=ISO8601 lines: "2026-11-28T16:57:00Z I 1234 file.cc:12] ..."
+ISO8601_LINE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z [IWE] ")
+PORT_FLAGS = ("http-port", "grpc-port", "metrics-port")
+
+
+@dataclass(frozen=True)
+class RunningTriton:
+    """A started server: its HTTP base URL, admin key and log file."""
+
+    http: str
+    admin_key: str
+    log: Path
+
+
+def server_args(render: Render, values: dict[str, str], ports: dict[str, int]) -> list[str]:
+    """The manifest's args with $(VAR) filled in and the ports replaced."""
+    container = containers(render.one("Deployment", "triton"))[0]
+    program, *flags = container["args"]
+    assert program == "tritonserver"
+    args = []
+    for flag in flags:
+        name = flag[2:].split("=", 1)[0]
+        if name in ports:
+            flag = f"--{name}={ports[name]}"
+        args.append(re.sub(r"\$\((\w+)\)", lambda m: values[m.group(1)], flag))
+    return args
+
+
+def tritonserver_flags(binary: Path, env: dict[str, str]) -> set[str]:
+    """Every ``--flag`` that ``tritonserver --help`` lists."""
+    proc = subprocess.run(
+        [str(binary), "--help"], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    return set(re.findall(r"^\s+--([a-z0-9-]+)", proc.stdout + proc.stderr, flags=re.MULTILINE))
+
+
+def request(url: str, *, method: str = "GET", headers: dict[str, str] | None = None) -> int:
+    """HTTP status of one request (no exception for 4xx/5xx)."""
+    req = urllib.request.Request(
+        url, method=method, headers=headers or {}, data=b"" if method == "POST" else None
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+@pytest.fixture(scope="module")
+def install() -> TritonInstall:
+    """The nvidia-pytriton wheel's tritonserver (or $TRITONSERVER)."""
+    return locate_tritonserver()
+
+
+@pytest.fixture(scope="module")
+def running_triton(
+    renders: dict[str, Render],
+    install: TritonInstall,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningTriton]:
+    work = tmp_path_factory.mktemp("triton")
+    repository = work / "model_repository"
+    repository.mkdir()
+    key = secrets.token_hex(16)
+    ports = dict(zip(PORT_FLAGS, free_ports(3), strict=True))
+    # The CPU overlay: it adds --model-config-name to the common args.
+    args = server_args(
+        renders["cpu"], {"MODEL_REPOSITORY": str(repository), "TRITON_ADMIN_KEY": key}, ports
+    )
+    log = work / "triton.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [str(install.binary), *args],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=server_environment(install),
+        )
+    http = f"http://127.0.0.1:{ports['http-port']}"
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"tritonserver exited {process.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                if request(f"{http}/v2/health/ready") == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"tritonserver not ready in {READY_TIMEOUT_S} s:\n{log.read_text()[-3000:]}"
+                )
+            time.sleep(0.5)
+        yield RunningTriton(http=http, admin_key=key, log=log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_every_triton_flag_in_the_manifests_exists_in_tritonserver(
+    overlay_renders: list[Render],
+    install: TritonInstall,
+) -> None:
+    known = tritonserver_flags(install.binary, server_environment(install))
+    assert {"model-repository", "http-restricted-api"} <= known, "could not read --help"
+    for render in overlay_renders:
+        container = containers(render.one("Deployment", "triton"))[0]
+        used = {arg[2:].split("=", 1)[0] for arg in container["args"][1:]}
+        assert used <= known, f"{render.name}: unknown flags {sorted(used - known)}"
+
+
+def test_triton_with_the_manifest_args_is_live_and_ready(running_triton: RunningTriton) -> None:
+    assert request(f"{running_triton.http}/v2/health/live") == 200
+    assert request(f"{running_triton.http}/v2/health/ready") == 200
+    assert request(f"{running_triton.http}/v2") == 200  # server metadata stays open
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v2/repository/index"),  # model-repository
+        ("GET", "/v2/models/stats"),  # statistics
+        ("GET", "/v2/trace/setting"),  # trace
+        ("GET", "/v2/logging"),  # logging
+        ("GET", "/v2/systemsharedmemory/status"),  # shared-memory
+    ],
+)
+def test_admin_endpoints_answer_only_with_the_admin_key(
+    running_triton: RunningTriton, method: str, path: str
+) -> None:
+    url = running_triton.http + path
+    assert request(url, method=method) == 403
+    assert request(url, method=method, headers={ADMIN_HEADER: "wrong"}) == 403
+    assert request(url, method=method, headers={ADMIN_HEADER: running_triton.admin_key}) == 200
+
+
+def test_triton_logs_in_iso8601(running_triton: RunningTriton) -> None:
+    lines = [line for line in running_triton.log.read_text().splitlines() if line.strip()]
+    stamped = [line for line in lines if ISO8601_LINE.match(line)]
+    assert stamped, lines[:5]
+    assert any("Started HTTPService" in line for line in stamped)
