@@ -149,3 +149,26 @@ def test_no_patient_attribute_reaches_messages_or_logs(
     for secret in CT_PATIENT:
         assert secret not in text
     assert any("CT_small.dcm" in message for message in messages)  # Named by its path.
+
+
+def _rgb_dataset(pixels: np.ndarray) -> pydicom.Dataset:
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    dataset = pydicom.Dataset()
+    dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset.Rows, dataset.Columns = pixels.shape[:2]
+    dataset.SamplesPerPixel = 3
+    dataset.PhotometricInterpretation = "RGB"
+    dataset.PlanarConfiguration = 0
+    dataset.BitsAllocated = dataset.BitsStored = 8
+    dataset.HighBit = 7
+    dataset.PixelRepresentation = 0
+    dataset.PixelData = pixels.tobytes()
+    return dataset
+
+
+def test_colour_dicom_keeps_its_rgb_values() -> None:
+    pixels = np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(dicom_to_rgb(_rgb_dataset(pixels), what="rgb"), pixels)

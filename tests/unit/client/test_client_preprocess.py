@@ -175,3 +175,18 @@ def test_encoded_path_reencodes_what_the_server_would_read_differently() -> None
     assert decoded.mode == "RGB" and decoded.getpixel((0, 0)) == (77, 77, 77)
     array_png = prepare_encoded(gray(40, size=8), index=0)
     assert Image.open(io.BytesIO(array_png)).getpixel((3, 3)) == (40, 40, 40)
+
+
+def test_encoded_path_reencodes_a_jpeg_with_an_exif_rotation_upright() -> None:
+    image = Image.new("RGB", (20, 10), (200, 10, 10))
+    exif = image.getexif()
+    exif[0x0112] = 6
+    jpeg = _encode(image, "JPEG", exif=exif.tobytes())
+    out = prepare_encoded(jpeg, index=0)
+    assert out.startswith(b"\x89PNG")  # TensorFlow ignores EXIF, so the client rotates.
+    assert Image.open(io.BytesIO(out)).size == (10, 20)
+
+
+def test_palette_pngs_go_to_the_encoded_entry_point_unchanged() -> None:
+    palette = _encode(Image.new("RGB", (8, 8), (1, 2, 3)).quantize(colors=2), "PNG")
+    assert prepare_encoded(palette, index=0) == palette
