@@ -71,6 +71,9 @@ def build_model_card(
         "labels": list(spec.labels),
         "class_counts": summary.get("class_counts"),
         "metrics": summary.get("metrics"),
+        # Ties the version to its training run, so `make demo` exports only when
+        # the model changed (training.json's fingerprint of data + settings).
+        "training_run": summary.get("run_fingerprint"),
         "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "source_commit": _source_commit(),
         "versions": {
