@@ -1,0 +1,194 @@
+"""Bad requests on the real tritonserver fail alone, clearly, and leave no trace of their data.
+
+Usage::
+
+    .venv/bin/pytest tests/integration/test_bad_input.py
+
+Each case checks the error a client sees, then that the server still answers
+the next request (or the concurrent ones) correctly.
+"""
+
+from __future__ import annotations
+
+import io
+import queue
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from PIL import Image
+from tritonclient.utils import InferenceServerException
+
+from medserve.local_triton import LocalTriton
+from medserve.spec import ModelSpec
+
+pytestmark = pytest.mark.integration
+
+ATOL = 1e-5
+# Stands in for an identifier a corrupt upload could carry: it must never reach
+# an error message or the server log.
+SECRET_MARKER = b"PATIENT-ID-0042-DOE^JANE"
+
+
+def _images(count: int, seed: int, spec: ModelSpec) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (count, *spec.input_shape), dtype=np.uint8)
+
+
+def _png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _corrupt_png(image: np.ndarray) -> bytes:
+    """A PNG signature followed by garbage: looks like an image, decodes to nothing."""
+    return _png(image)[:16] + SECRET_MARKER + b"\x00" * 64
+
+
+def _uint8_input(images: np.ndarray, spec: ModelSpec) -> grpcclient.InferInput:
+    tensor = grpcclient.InferInput(spec.input_name, list(images.shape), "UINT8")
+    tensor.set_data_from_numpy(images)
+    return tensor
+
+
+def _bytes_input(name: str, files: list[bytes]) -> grpcclient.InferInput:
+    batch = np.array(files, dtype=object).reshape(-1, 1)
+    tensor = grpcclient.InferInput(name, list(batch.shape), "BYTES")
+    tensor.set_data_from_numpy(batch)
+    return tensor
+
+
+def _assert_classifier_still_serves(client: Any, spec: ModelSpec, reference: Any) -> None:
+    images = _images(2, seed=99, spec=spec)
+    served = client.infer(spec.name, [_uint8_input(images, spec)]).as_numpy(spec.output_name)
+    np.testing.assert_allclose(served, reference.classify(images), rtol=0, atol=ATOL)
+
+
+def _send_all(client: Any, model: str, requests: list[list[grpcclient.InferInput]]) -> list[Any]:
+    """Send every request at once (async); return (result, error) per request, in order."""
+    done: queue.Queue[tuple[int, Any, Any]] = queue.Queue()
+    for index, inputs in enumerate(requests):
+        client.async_infer(
+            model,
+            inputs,
+            callback=lambda result, error, index=index: done.put((index, result, error)),
+        )
+    answers = sorted((done.get(timeout=60) for _ in requests), key=lambda item: item[0])
+    return [(result, error) for _, result, error in answers]
+
+
+@pytest.fixture
+def client(local_triton: LocalTriton) -> Any:
+    with grpcclient.InferenceServerClient(local_triton.grpc_url) as grpc_client:
+        yield grpc_client
+
+
+def test_wrong_shape_fails_with_expected_shape_and_next_request_succeeds(
+    client: Any, served_spec: ModelSpec, savedmodel_reference: Any
+) -> None:
+    height, width, _ = served_spec.input_shape
+    wrong = np.zeros((1, height * 2, width, 3), dtype=np.uint8)
+
+    with pytest.raises(InferenceServerException) as caught:
+        client.infer(served_spec.name, [_uint8_input(wrong, served_spec)])
+
+    message = caught.value.message()
+    assert "unexpected shape" in message
+    assert f"[-1,{height},{width},3]" in message
+    _assert_classifier_still_serves(client, served_spec, savedmodel_reference)
+
+
+def test_wrong_dtype_fails_naming_the_expected_dtype_and_next_request_succeeds(
+    client: Any, served_spec: ModelSpec, savedmodel_reference: Any
+) -> None:
+    images = _images(1, seed=5, spec=served_spec).astype(np.float32) / 255.0
+    tensor = grpcclient.InferInput(served_spec.input_name, list(images.shape), "FP32")
+    tensor.set_data_from_numpy(images)
+
+    with pytest.raises(InferenceServerException) as caught:
+        client.infer(served_spec.name, [tensor])
+
+    assert "FP32" in caught.value.message() and "UINT8" in caught.value.message()
+    _assert_classifier_still_serves(client, served_spec, savedmodel_reference)
+
+
+def test_corrupt_encoded_image_fails_clearly_and_next_request_succeeds(
+    client: Any, served_spec: ModelSpec, savedmodel_reference: Any
+) -> None:
+    image = _images(1, seed=6, spec=served_spec)
+    bad = _bytes_input(served_spec.encoded_input_name, [_corrupt_png(image[0])])
+
+    with pytest.raises(InferenceServerException) as caught:
+        client.infer(served_spec.encoded_name, [bad])
+
+    message = caught.value.message()
+    assert "could not process this request" in message
+    assert "PNG or JPEG" in message
+    assert "Traceback" not in message and SECRET_MARKER.decode() not in message
+    good = _bytes_input(served_spec.encoded_input_name, [_png(image[0])])
+    served = client.infer(served_spec.encoded_name, [good]).as_numpy(served_spec.output_name)
+    np.testing.assert_allclose(served, savedmodel_reference.classify(image), rtol=0, atol=ATOL)
+
+
+def test_corrupt_image_does_not_fail_concurrent_good_requests(
+    client: Any, served_spec: ModelSpec, savedmodel_reference: Any
+) -> None:
+    images = _images(6, seed=7, spec=served_spec)
+    files = [_png(image) for image in images]
+    files[2] = _corrupt_png(images[2])
+    requests = [[_bytes_input(served_spec.encoded_input_name, [data])] for data in files]
+
+    answers = _send_all(client, served_spec.encoded_name, requests)
+
+    for index, (result, error) in enumerate(answers):
+        if index == 2:
+            assert result is None and "PNG or JPEG" in error.message()
+            continue
+        assert error is None, error
+        np.testing.assert_allclose(
+            result.as_numpy(served_spec.output_name),
+            savedmodel_reference.classify(images[index : index + 1]),
+            rtol=0,
+            atol=ATOL,
+        )
+
+
+def test_corrupt_image_in_a_batched_execution_fails_only_its_request(
+    client: Any, served_spec: ModelSpec, batched_decoder: Any
+) -> None:
+    images = _images(batched_decoder.max_batch_size, seed=8, spec=served_spec)
+    files = [_png(image) for image in images]
+    files[5] = _corrupt_png(images[5])
+    stats_before = client.get_inference_statistics(batched_decoder.name, as_json=True)
+
+    answers = _send_all(
+        client, batched_decoder.name, [[_bytes_input("image_bytes", [data])] for data in files]
+    )
+
+    stats_after = client.get_inference_statistics(batched_decoder.name, as_json=True)
+    executions = int(stats_after["model_stats"][0].get("execution_count", 0)) - int(
+        stats_before["model_stats"][0].get("execution_count", 0)
+    )
+    assert executions == 1, "the test needs all requests in one execution"
+    for index, (result, error) in enumerate(answers):
+        if index == 5:
+            assert result is None and "PNG or JPEG" in error.message()
+            continue
+        assert error is None, error
+        np.testing.assert_array_equal(result.as_numpy(served_spec.input_name)[0], images[index])
+
+
+def test_server_log_carries_no_payload_of_rejected_requests(
+    client: Any, local_triton: LocalTriton, served_spec: ModelSpec
+) -> None:
+    image = _images(1, seed=9, spec=served_spec)
+    with pytest.raises(InferenceServerException):
+        client.infer(
+            served_spec.encoded_name,
+            [_bytes_input(served_spec.encoded_input_name, [_corrupt_png(image[0])])],
+        )
+
+    log_text = local_triton.log_path.read_bytes()
+    assert b"could not process this request" in log_text  # The failure is logged...
+    assert SECRET_MARKER not in log_text  # ...without the request's bytes.

@@ -1,0 +1,199 @@
+"""LocalTriton and ``medserve serve`` against real tritonserver processes: faults and cleanup.
+
+Usage::
+
+    .venv/bin/pytest tests/integration/test_local_triton.py
+
+These tests start their own short-lived servers on a copy of the exported
+classifier alone (one backend stub, so they start faster than the session's).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from medserve.errors import ServerError, UsageError
+from medserve.local_triton import LocalTriton
+from medserve.process_group import group_members
+from medserve.spec import SAVEDMODEL_DIRNAME, ModelSpec
+
+pytestmark = pytest.mark.integration
+
+SHM_DIR = Path("/dev/shm")
+CLI_READY_TIMEOUT_S = 240.0
+
+
+def _classifier_only_repo(served_repo: Path, spec: ModelSpec, target: Path) -> Path:
+    """A repository with just the exported classifier (no decoder, no ensemble)."""
+    shutil.copytree(served_repo / spec.name, target / spec.name)
+    return target
+
+
+def _infer_ok(url: str, spec: ModelSpec) -> np.ndarray:
+    images = np.zeros((1, *spec.input_shape), dtype=np.uint8)
+    tensor = grpcclient.InferInput(spec.input_name, list(images.shape), "UINT8")
+    tensor.set_data_from_numpy(images)
+    with grpcclient.InferenceServerClient(url) as client:
+        return client.infer(spec.name, [tensor]).as_numpy(spec.output_name)
+
+
+@pytest.fixture(scope="module")
+def second_server(
+    served_repo: Path, served_spec: ModelSpec, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalTriton]:
+    """A second server on the same machine as the session's (killed by a test below)."""
+    root = tmp_path_factory.mktemp("second_server")
+    repo = _classifier_only_repo(served_repo, served_spec, root / "repo")
+    server = LocalTriton(repo, startup_timeout_s=240.0, log_path=root / "tritonserver.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_start_refuses_a_directory_that_is_not_a_model_repository(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="not a Triton model repository"):
+        LocalTriton(tmp_path).start()
+    with pytest.raises(UsageError, match="does not exist"):
+        LocalTriton(tmp_path / "missing").start()
+
+
+def test_start_refuses_a_tritonserver_path_that_is_not_executable(
+    served_repo: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(UsageError, match="is not an executable file"):
+        LocalTriton(served_repo, tritonserver=tmp_path / "tritonserver").start()
+
+
+def test_start_reports_a_port_already_in_use(served_repo: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+
+        server = LocalTriton(served_repo, grpc_port=port)
+        with pytest.raises(ServerError, match=f"grpc port {port} is already in use"):
+            server.start()
+    assert not server.is_alive()
+
+
+def test_start_fails_fast_with_the_reason_when_a_model_cannot_load(
+    served_repo: Path,
+    served_spec: ModelSpec,
+    tmp_path: Path,
+    start_server: Callable[..., LocalTriton],
+) -> None:
+    repo = _classifier_only_repo(served_repo, served_spec, tmp_path / "repo")
+    version_dir = max((repo / served_spec.name).glob("[0-9]*"), key=lambda p: int(p.name))
+    (version_dir / SAVEDMODEL_DIRNAME / "saved_model.pb").unlink()
+
+    started = time.monotonic()
+    with pytest.raises(ServerError) as caught:
+        start_server(repo)
+    elapsed_s = time.monotonic() - started
+
+    message = str(caught.value)
+    assert "exited with status" in message
+    assert served_spec.name in message and "saved_model.pb is missing" in message
+    assert elapsed_s < 120, f"took {elapsed_s:.0f} s to report a model that cannot load"
+
+
+def test_two_servers_on_one_machine_use_distinct_ports_and_shared_memory(
+    local_triton: LocalTriton, second_server: LocalTriton, served_spec: ModelSpec
+) -> None:
+    first_ports = {local_triton.http_port, local_triton.grpc_port, local_triton.metrics_port}
+    second_ports = {second_server.http_port, second_server.grpc_port, second_server.metrics_port}
+    assert len(first_ports) == 3 and len(second_ports) == 3
+    assert not first_ports & second_ports
+    assert local_triton.shm_prefix != second_server.shm_prefix
+    assert list(SHM_DIR.glob(second_server.shm_prefix + "*"))  # The stub's region.
+
+    np.testing.assert_allclose(
+        _infer_ok(local_triton.grpc_url, served_spec),
+        _infer_ok(second_server.grpc_url, served_spec),
+        rtol=0,
+        atol=1e-5,
+    )
+
+
+def test_killing_the_server_process_is_detected_and_leaves_no_orphan(
+    second_server: LocalTriton,
+) -> None:
+    pgid = second_server.pid
+    assert pgid is not None and len(group_members(pgid)) >= 2  # Server and its stub.
+    shm_prefix = second_server.shm_prefix
+
+    os.kill(pgid, signal.SIGKILL)
+    assert second_server.wait(timeout_s=30) == -signal.SIGKILL
+
+    assert not second_server.is_alive()
+    with pytest.raises(ServerError, match="was killed by SIGKILL"):
+        second_server.check_alive()
+    second_server.stop()
+    assert group_members(pgid) == []
+    assert list(SHM_DIR.glob(shm_prefix + "*")) == []
+
+
+def _read_until(proc: subprocess.Popen[str], marker: str, timeout_s: float) -> list[str]:
+    """Lines of ``proc``'s stdout up to the one containing ``marker``."""
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            stderr = proc.stderr.read() if proc.stderr else ""
+            raise AssertionError(f"medserve serve exited early: {lines} {stderr}")
+        lines.append(line.rstrip("\n"))
+        if marker in line:
+            return lines
+    raise AssertionError(f"no {marker!r} from medserve serve; got: {lines}")
+
+
+def test_serve_cli_prints_urls_when_ready_and_stops_cleanly_on_sigterm(
+    served_repo: Path, served_spec: ModelSpec, tmp_path: Path
+) -> None:
+    repo = _classifier_only_repo(served_repo, served_spec, tmp_path / "repo")
+    # The console script a user runs, from this interpreter's environment.
+    command = [str(Path(sys.executable).with_name("medserve")), "serve", str(repo)]
+    command += ["--startup-timeout-s", str(CLI_READY_TIMEOUT_S)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = _read_until(proc, "stop with Ctrl-C", CLI_READY_TIMEOUT_S + 30)
+        fields = dict(line.split(None, 1) for line in lines if line.startswith("  "))
+        pgid = int(fields["pid"])
+        _infer_ok(fields["gRPC"], served_spec)
+
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        _stop_cli(proc)
+
+    assert proc.returncode == 0, stderr
+    assert "SIGTERM: stopping tritonserver" in stdout
+    assert group_members(pgid) == []
+
+
+def _stop_cli(proc: subprocess.Popen[Any]) -> None:
+    """Whatever the test did, the CLI (and through it its server) is gone afterwards."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
