@@ -148,6 +148,38 @@ def test_killing_the_server_process_is_detected_and_leaves_no_orphan(
     assert list(SHM_DIR.glob(shm_prefix + "*")) == []
 
 
+_PARENT_SCRIPT = """
+import sys, time
+from pathlib import Path
+from medserve.local_triton import LocalTriton
+server = LocalTriton(Path(sys.argv[1]), startup_timeout_s=float(sys.argv[2]))
+server.start()
+print("pid", server.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_server_stops_when_the_process_that_started_it_is_killed(
+    served_repo: Path, served_spec: ModelSpec, tmp_path: Path
+) -> None:
+    repo = _classifier_only_repo(served_repo, served_spec, tmp_path / "repo")
+    command = [sys.executable, "-c", _PARENT_SCRIPT, str(repo), str(CLI_READY_TIMEOUT_S)]
+    parent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        (line,) = _read_until(parent, "pid", CLI_READY_TIMEOUT_S + 30)[-1:]
+        pgid = int(line.split()[1])
+        assert group_members(pgid)
+
+        parent.kill()  # No cleanup code runs: only PR_SET_PDEATHSIG is left.
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 60
+        while group_members(pgid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert group_members(pgid) == []
+    finally:
+        _stop_cli(parent)
+
+
 def _read_until(proc: subprocess.Popen[str], marker: str, timeout_s: float) -> list[str]:
     """Lines of ``proc``'s stdout up to the one containing ``marker``."""
     lines: list[str] = []
