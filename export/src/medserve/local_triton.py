@@ -227,9 +227,12 @@ class LocalTriton:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log.info("starting %s on %s (log: %s)", install.binary.name, self.repo, self.log_path)
         with self.log_path.open("wb") as log_file:
-            self._proc = spawn_group(
-                command, env=server_environment(install), log_file=log_file, cwd=self.repo
-            )
+            try:
+                self._proc = spawn_group(
+                    command, env=server_environment(install), log_file=log_file, cwd=self.repo
+                )
+            except OSError as exc:
+                raise ServerError(f"cannot run {install.binary}: {exc.strerror}") from exc
         try:
             self._wait_until_ready()
         except BaseException:
@@ -245,10 +248,13 @@ class LocalTriton:
 
     def stop(self) -> None:
         """Stop the server and every process of its group; safe to call twice."""
-        proc, self._proc = self._proc, None
+        proc = self._proc
         if proc is None:
             return
         status = stop_group(proc, grace_s=self.exit_timeout_s + 10.0)
+        # Forgotten only once stopped: if a second Ctrl-C interrupts the stop,
+        # the caller's next stop() tries again instead of orphaning the group.
+        self._proc = None
         log.info("tritonserver (pid %d) stopped (%s)", proc.pid, _describe_status(status))
         _remove_shared_memory(self._shm_prefix)
 

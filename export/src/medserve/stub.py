@@ -190,7 +190,7 @@ def ensure_python_stub(install: TritonInstall, *, cache_root: Path | None = None
 
 def _private_backend_dir(install: TritonInstall, cache_root: Path | None) -> Path:
     assert install.python_stub is not None and install.backend_dir is not None
-    root = cache_root or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "medserve"
+    root = _cache_root(cache_root)
     key = _sha256(install.python_stub)[:12]
     backends = root / f"triton-backends-py{python_version()}-{key}"
     python_dir = backends / "python"
@@ -217,25 +217,61 @@ def _prepend(value: str | None, *entries: str) -> str:
     return os.pathsep.join(parts)
 
 
+def _cache_root(cache_root: Path | None = None) -> Path:
+    if cache_root is not None:
+        return cache_root
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "medserve"
+
+
+def libpython_dir(cache_root: Path | None = None) -> Path | None:
+    """A directory holding only a link to the running interpreter's ``libpython``.
+
+    Putting the interpreter's own ``LIBDIR`` on ``LD_LIBRARY_PATH`` would
+    also put every other library there (a conda env's older libstdc++, say)
+    ahead of the system's for ``tritonserver``; a one-link directory cannot.
+    Returns None for a static interpreter or if the cache is not writable
+    (the stub then uses whichever ``libpython3.X`` the system has).
+    """
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    soname = sysconfig.get_config_var("INSTSONAME") or ""
+    library = Path(libdir) / soname
+    if not soname or not library.is_file():
+        return None
+    key = hashlib.sha256(str(library.resolve()).encode()).hexdigest()[:12]
+    directory = _cache_root(cache_root) / f"libpython-{python_version()}-{key}"
+    link = directory / soname
+    try:
+        if link.resolve() != library.resolve() or not link.exists():
+            directory.mkdir(parents=True, exist_ok=True)
+            partial = directory / f".{soname}.{os.getpid()}.partial"
+            partial.unlink(missing_ok=True)
+            partial.symlink_to(library.resolve())
+            os.replace(partial, link)
+    except OSError as exc:
+        log.debug("cannot link %s into %s: %s", library, directory, exc)
+        return None
+    return directory
+
+
 def server_environment(
-    install: TritonInstall, base: dict[str, str] | None = None
+    install: TritonInstall, base: dict[str, str] | None = None, *, cache_root: Path | None = None
 ) -> dict[str, str]:
     """Environment for ``tritonserver`` and, through it, the backend stubs.
 
     Args:
         install: From :func:`locate_tritonserver`.
         base: Environment to start from (default: this process's).
+        cache_root: Where the ``libpython`` link lives (default: the user cache).
     """
     env = dict(os.environ if base is None else base)
-    python_bin = str(Path(sys.executable).parent)
-    env["PATH"] = _prepend(env.get("PATH"), python_bin)
-    libpython_dir = sysconfig.get_config_var("LIBDIR") or ""
-    soname = sysconfig.get_config_var("INSTSONAME") or ""
-    first = [libpython_dir] if soname and (Path(libpython_dir) / soname).exists() else []
-    library_path = _prepend(env.get("LD_LIBRARY_PATH"), *first)
-    env["LD_LIBRARY_PATH"] = os.pathsep.join(
-        [part for part in [library_path, *map(str, install.lib_dirs)] if part]
-    )
+    env["PATH"] = _prepend(env.get("PATH"), str(Path(sys.executable).parent))
+    if install.is_wheel:
+        own_libpython = libpython_dir(cache_root)
+        first = [str(own_libpython)] if own_libpython else []
+        library_path = _prepend(env.get("LD_LIBRARY_PATH"), *first)
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            [part for part in [library_path, *map(str, install.lib_dirs)] if part]
+        )
     # TensorFlow's C++ INFO lines (CPU features, oneDNN) only clutter the server log.
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     return env
