@@ -239,12 +239,20 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no Keras model {args.keras_model} for the naive peer")
     args.out.mkdir(parents=True, exist_ok=True)
     labels, image_size = _spec(args.repo, args.model)
-    models = bench_repo.write_bench_repo(args.repo, args.work / "repo", model=args.model,
-                                         keras_model=args.keras_model)  # fmt: skip
-    concurrency = [int(c) for c in args.concurrency.split(",")]
-    cells = cells_for(
-        concurrency, args.compare_at, models.float32 is not None, models.encoded is not None
+    payloads = [p for p in args.payloads.split(",") if p]
+    unknown = set(payloads) - {"uint8", "float32", "encoded"}
+    if unknown:
+        raise ValueError(f"unknown payloads {sorted(unknown)}")
+    models = bench_repo.write_bench_repo(
+        args.repo,
+        args.work / "repo",
+        model=args.model,
+        keras_model=args.keras_model if "float32" in payloads else None,
     )
+    if models.encoded is None and "encoded" in payloads:
+        payloads.remove("encoded")  # A repository exported without the ensemble.
+    concurrency = [int(c) for c in args.concurrency.split(",")]
+    cells = cells_for(concurrency, args.compare_at, payloads)
     savedmodel = newest_savedmodel(args.repo / args.model)
     limits: list[dict[str, Any]] = []
     started = time.time()
