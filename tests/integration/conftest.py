@@ -50,6 +50,7 @@ BATCHED_DECODER = "medcnn_preprocess_batched"
 # so concurrent requests reliably share one execution.
 BATCHED_DECODER_SIZE = 8
 BATCHED_DECODER_DELAY_US = 3_000_000
+BATCHED_DECODER_INTRA_OP_THREADS = 1
 
 _session_roots: set[Path] = set()
 
@@ -89,6 +90,7 @@ class BatchedDecoder:
     name: str = BATCHED_DECODER
     max_batch_size: int = BATCHED_DECODER_SIZE
     max_queue_delay_us: int = BATCHED_DECODER_DELAY_US
+    intra_op_threads: int = BATCHED_DECODER_INTRA_OP_THREADS
 
 
 @pytest.fixture(scope="session")
@@ -152,6 +154,8 @@ def _batched_decoder_repo(served_repo: Path, spec: ModelSpec, target: Path) -> P
     config.name = BATCHED_DECODER
     config.max_batch_size = BATCHED_DECODER_SIZE
     config.dynamic_batching.max_queue_delay_microseconds = BATCHED_DECODER_DELAY_US
+    # Exercises the template's thread-pool override (see test_served_model).
+    config.parameters["intra_op_threads"].string_value = str(BATCHED_DECODER_INTRA_OP_THREADS)
     config_file.write_text(text_format.MessageToString(config))
     (model_dir / "config.pbtxt").unlink(missing_ok=True)  # Only the local config is served.
     return target

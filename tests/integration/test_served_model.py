@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import queue
+import re
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from PIL import Image
 
 from medserve.local_triton import LocalTriton
 from medserve.spec import LABELS_FILENAME, ModelSpec
+from medserve.triton_backend.model import available_cpus
 
 pytestmark = pytest.mark.integration
 
@@ -185,3 +187,27 @@ def test_http_health_and_metrics_endpoints_answer(
     with urllib.request.urlopen(local_triton.metrics_url, timeout=10) as response:
         metrics = response.read().decode()
     assert f'nv_inference_count{{model="{served_spec.name}"' in metrics
+
+
+def _thread_pools_logged(log_text: str, model: str) -> tuple[int, int, int, int]:
+    pattern = (
+        rf"{re.escape(model)}: TensorFlow \S+, intra_op_threads=(\d+), "
+        rf"inter_op_threads=(\d+) \((\d+) CPUs, (\d+) instance"
+    )
+    match = re.search(pattern, log_text)
+    assert match, f"no thread-pool line for {model} in the server log"
+    intra, inter, cpus, instances = map(int, match.groups())
+    return intra, inter, cpus, instances
+
+
+def test_backend_thread_pools_follow_cpus_and_instances_unless_config_overrides(
+    local_triton: LocalTriton, served_spec: ModelSpec, batched_decoder: Any
+) -> None:
+    log_text = local_triton.log_path.read_text(errors="replace")
+
+    intra, inter, cpus, instances = _thread_pools_logged(log_text, served_spec.name)
+    assert cpus == available_cpus()  # Affinity and cgroup quota, as the stub sees them.
+    assert (intra, inter) == (max(1, cpus // instances), 1)
+
+    intra, inter, _, _ = _thread_pools_logged(log_text, batched_decoder.name)
+    assert (intra, inter) == (batched_decoder.intra_op_threads, 1)
