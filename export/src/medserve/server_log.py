@@ -23,6 +23,7 @@ from typing import TextIO
 # Lines every CPU-only start prints; they never explain a failure.
 _NOISE = (
     "CUDA driver version is insufficient",
+    "CudaDriverHelper",
     "DCGM",
     "NVML",
     "pinned memory",
@@ -70,8 +71,9 @@ def explain_failure(path: Path, count: int = 12) -> str:
 
 
 def _shorten(line: str, limit: int = 400) -> str:
-    # Triton's load table pads rows to the terminal width with spaces.
-    line = re.sub(r" {2,}", " ", line.strip())
+    # Triton's load table pads rows to the terminal width with spaces, and it
+    # quotes Python tracebacks with escaped newlines: keep the first line.
+    line = re.sub(r" {2,}", " ", line.strip().split("\\n")[0])
     return line if len(line) <= limit else line[:limit] + "..."
 
 
