@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import signal
 import subprocess
 import tempfile
 import time
@@ -39,7 +38,12 @@ from types import TracebackType
 
 from medserve.errors import ServerError, UsageError
 from medserve.ports import free_ports, port_in_use
-from medserve.process_group import spawn_group, stop_group
+from medserve.process_group import (
+    describe_exit_status,
+    remove_shared_memory,
+    spawn_group,
+    stop_group,
+)
 from medserve.server_log import explain_failure, tail_lines
 from medserve.stub import ensure_python_stub, locate_tritonserver, server_environment
 
@@ -255,8 +259,8 @@ class LocalTriton:
         # Forgotten only once stopped: if a second Ctrl-C interrupts the stop,
         # the caller's next stop() tries again instead of orphaning the group.
         self._proc = None
-        log.info("tritonserver (pid %d) stopped (%s)", proc.pid, _describe_status(status))
-        _remove_shared_memory(self._shm_prefix)
+        log.info("tritonserver (pid %d) stopped (%s)", proc.pid, describe_exit_status(status))
+        remove_shared_memory(self._shm_prefix)
 
     def is_alive(self) -> bool:
         """Whether the server process is running."""
@@ -376,37 +380,8 @@ class LocalTriton:
             raise ServerError(f"tritonserver did not answer {method} {path}: {exc}") from exc
 
     def _exit_message(self, status: int) -> str:
-        message = f"tritonserver (pid {self.pid}) {_describe_status(status)}"
+        message = f"tritonserver (pid {self.pid}) {describe_exit_status(status)}"
         in_use = [line for line in tail_lines(self.log_path, 200) if "already in use" in line]
         if in_use:
             message += f"; a port is already in use: {in_use[-1].strip()}"
         return f"{message}; {explain_failure(self.log_path)}"
-
-
-def _remove_shared_memory(prefix: str, shm_dir: Path = Path("/dev/shm")) -> None:
-    """Remove the Python backend's regions of a stopped server.
-
-    Triton unlinks them on a clean exit; a killed server leaves them behind,
-    and they hold memory until the machine reboots. The prefix is unique to
-    one server, so nothing of another server matches.
-    """
-    if not prefix:
-        return
-    for region in shm_dir.glob(prefix + "*"):
-        try:
-            region.unlink()
-            log.info("removed leftover shared memory %s", region.name)
-        except OSError:
-            pass  # Already gone, or not ours to remove.
-
-
-def _describe_status(status: int | None) -> str:
-    if status is None:
-        return "could not be reaped"
-    if status < 0:
-        try:
-            name = signal.Signals(-status).name
-        except ValueError:
-            name = f"signal {-status}"
-        return f"was killed by {name}"
-    return f"exited with status {status}"

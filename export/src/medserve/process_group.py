@@ -6,6 +6,7 @@ Usage::
     ...
     stop_group(proc, grace_s=20.0)      # SIGTERM, then SIGKILL to the group
     assert not group_members(proc.pid)
+    remove_shared_memory("medserve_1a2b3c4d_")   # what a killed server left in /dev/shm
 
 ``tritonserver`` starts one Python-backend stub process per model instance.
 They inherit its process group (the group id is the server's pid), so the
@@ -154,3 +155,33 @@ def stop_group(
         _kill_group(pgid, signal.SIGKILL)
         _wait_group_gone(pgid, 5.0)
     return proc.poll()
+
+
+def remove_shared_memory(prefix: str, shm_dir: Path = Path("/dev/shm")) -> None:
+    """Remove the Python backend's regions of a stopped server.
+
+    Triton unlinks them on a clean exit; a killed server leaves them behind,
+    and they hold memory until the machine reboots. The prefix is unique to
+    one server, so nothing of another server matches.
+    """
+    if not prefix:
+        return
+    for region in shm_dir.glob(prefix + "*"):
+        try:
+            region.unlink()
+            log.info("removed leftover shared memory %s", region.name)
+        except OSError:
+            pass  # Already gone, or not ours to remove.
+
+
+def describe_exit_status(status: int | None) -> str:
+    """``"exited with status 1"``, ``"was killed by SIGKILL"``, for messages."""
+    if status is None:
+        return "could not be reaped"
+    if status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = f"signal {-status}"
+        return f"was killed by {name}"
+    return f"exited with status {status}"

@@ -64,22 +64,8 @@ INTER_OP_PARAMETER = "inter_op_threads"
 _MAX_ERROR_CHARS = 300
 _TF_NOISE = ("Graph execution error", "Detected at node", "<stack traces unavailable>")
 
-# Triton config data types -> TensorFlow dtype names, to check the signature.
-_TRITON_TO_TF_DTYPE = {
-    "TYPE_BOOL": "bool",
-    "TYPE_UINT8": "uint8",
-    "TYPE_UINT16": "uint16",
-    "TYPE_UINT32": "uint32",
-    "TYPE_UINT64": "uint64",
-    "TYPE_INT8": "int8",
-    "TYPE_INT16": "int16",
-    "TYPE_INT32": "int32",
-    "TYPE_INT64": "int64",
-    "TYPE_FP16": "float16",
-    "TYPE_FP32": "float32",
-    "TYPE_FP64": "float64",
-    "TYPE_STRING": "string",
-}
+# Triton config data types -> numpy dtypes (TensorFlow names match numpy's, but
+# strings are tf.string and numpy objects).
 _TRITON_TO_NUMPY = {
     "TYPE_BOOL": np.bool_,
     "TYPE_UINT8": np.uint8,
@@ -297,7 +283,11 @@ class TritonPythonModel:
         return ranks
 
     def _check_dtype(self, kind: str, name: str, data_type: str, tf_dtype: str) -> None:
-        if _TRITON_TO_TF_DTYPE.get(data_type) != tf_dtype:
+        numpy_type = _TRITON_TO_NUMPY.get(data_type)
+        expected = "string" if numpy_type is np.object_ else None
+        if numpy_type is not None and expected is None:
+            expected = np.dtype(numpy_type).name
+        if expected != tf_dtype:
             raise ValueError(
                 f"model {self.model_name}: config {kind} {name!r} is {data_type} but the "
                 f"SavedModel signature has {tf_dtype}"
