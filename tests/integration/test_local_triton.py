@@ -196,17 +196,18 @@ def _read_until(proc: subprocess.Popen[str], marker: str, timeout_s: float) -> l
     raise AssertionError(f"no {marker!r} from medserve serve; got: {lines}")
 
 
-def test_serve_cli_prints_urls_when_ready_and_stops_cleanly_on_sigterm(
+def test_serve_cli_follows_logs_prints_urls_and_stops_cleanly_on_sigterm(
     served_repo: Path, served_spec: ModelSpec, tmp_path: Path
 ) -> None:
     repo = _classifier_only_repo(served_repo, served_spec, tmp_path / "repo")
     # The console script a user runs, from this interpreter's environment.
     command = [str(Path(sys.executable).with_name("medserve")), "serve", str(repo)]
-    command += ["--startup-timeout-s", str(CLI_READY_TIMEOUT_S)]
+    command += ["--startup-timeout-s", str(CLI_READY_TIMEOUT_S), "--follow-logs"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         lines = _read_until(proc, "stop with Ctrl-C", CLI_READY_TIMEOUT_S + 30)
         fields = dict(line.split(None, 1) for line in lines if line.startswith("  "))
+        assert any("Started GRPCInferenceService" in line for line in lines)  # --follow-logs
         pgid = int(fields["pid"])
         _infer_ok(fields["gRPC"], served_spec)
 
