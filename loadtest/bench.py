@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -300,11 +301,18 @@ def run(args: argparse.Namespace) -> int:
     return 1 if any(c["failures"] for c in cell_rows) else 0
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``make bench`` and ``make bench-quick``."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so the servers this
+    # process started are stopped by their context managers, not orphaned.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     return run(apply_presets(build_parser().parse_args(argv)))
 
 

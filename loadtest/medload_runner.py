@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import json
 import logging
+import signal
 import subprocess
 import sys
 import time
@@ -210,9 +211,16 @@ def run(args: argparse.Namespace) -> int:
     return exit_code
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``loadtest/run``."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so the servers this
+    # process started are stopped by their context managers, not orphaned.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     return run(build_parser().parse_args(argv))
 
 
