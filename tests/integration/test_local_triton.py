@@ -91,6 +91,24 @@ def test_start_reports_a_port_already_in_use(served_repo: Path) -> None:
     assert not server.is_alive()
 
 
+def test_a_port_taken_after_the_check_is_reported_from_the_server_log(
+    served_repo: Path,
+    served_spec: ModelSpec,
+    tmp_path: Path,
+    start_server: Callable[..., LocalTriton],
+) -> None:
+    repo = _classifier_only_repo(served_repo, served_spec, tmp_path / "repo")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+
+        # A later flag wins: the launcher's own check sees a free port, the
+        # server then meets the busy one, as when another process wins a race.
+        with pytest.raises(ServerError, match=f"a port is already in use: .*:{port}"):
+            start_server(repo, extra_args=[f"--grpc-port={port}"])
+
+
 def test_start_fails_fast_with_the_reason_when_a_model_cannot_load(
     served_repo: Path,
     served_spec: ModelSpec,

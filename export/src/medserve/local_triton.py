@@ -313,6 +313,8 @@ class LocalTriton:
 
     def _choose_ports(self) -> dict[str, int]:
         for kind, port in self._requested_ports.items():
+            if port is not None and not 1 <= port <= 65535:
+                raise UsageError(f"{kind} port {port} is not a TCP port (1 to 65535)")
             if port is not None and port_in_use(port, self._probe_host):
                 raise ServerError(
                     f"{kind} port {port} is already in use (another server?): choose another "
