@@ -233,7 +233,7 @@ class LocalTriton:
         with self.log_path.open("wb") as log_file:
             try:
                 self._proc = spawn_group(
-                    command, env=server_environment(install), log_file=log_file, cwd=self.repo
+                    command, env=server_environment(install), log_file=log_file
                 )
             except OSError as exc:
                 raise ServerError(f"cannot run {install.binary}: {exc.strerror}") from exc
