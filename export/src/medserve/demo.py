@@ -188,9 +188,11 @@ def run(args: argparse.Namespace) -> int:
     """Run the five steps; returns the exit status."""
     import tritonclient.grpc as grpcclient
 
+    from medserve.cli._tf_logging import quiet_tensorflow
     from medserve.local_triton import LocalTriton
     from medserve_client import Client
 
+    quiet_tensorflow()
     work: Path = args.work
     work.mkdir(parents=True, exist_ok=True)
     step(1, "train the reference CNN (3 conv blocks 32/64/128, dense 128) on synthetic scans")
