@@ -90,13 +90,21 @@ class TritonGrpcUser(User):
         self.options = LoadOptions.from_environment(self.environment)
         url = grpc_url(self.host)
         self.client = grpcclient.InferenceServerClient(url=url)
-        self.target = resolve_target(self.client, self.options, url)
-        self.validator = ResponseValidator.for_labels(self.options.labels, self.target.num_classes)
-        self.pool = ImagePool.load(
-            folder=self.options.images,
-            image_size=self.target.image_size,
-            count=self.options.pool_size,
-        )
+        try:
+            self.target = resolve_target(self.client, self.options, url)
+            self.validator = ResponseValidator.for_labels(
+                self.options.labels, self.target.num_classes
+            )
+            self.pool = ImagePool.load(
+                folder=self.options.images,
+                image_size=self.target.image_size,
+                count=self.options.pool_size,
+            )
+        except BaseException:
+            # Locust skips on_stop when on_start fails, and an open channel
+            # under gevent keeps the process from exiting.
+            self.client.close()
+            raise
         self.cursor = next(_START)
         self.outputs = [grpcclient.InferRequestedOutput(self.target.output_name)]
 
