@@ -155,21 +155,18 @@ def test_corrupt_image_does_not_fail_concurrent_good_requests(
 
 
 def test_corrupt_image_in_a_batched_execution_fails_only_its_request(
-    client: Any, served_spec: ModelSpec, batched_decoder: Any
+    client: Any, served_spec: ModelSpec, batched_decoder: Any, stats_watcher: Any
 ) -> None:
     images = _images(batched_decoder.max_batch_size, seed=8, spec=served_spec)
     files = [_png(image) for image in images]
     files[5] = _corrupt_png(images[5])
-    stats_before = client.get_inference_statistics(batched_decoder.name, as_json=True)
+    stats = stats_watcher(client, batched_decoder.name)
 
     answers = _send_all(
         client, batched_decoder.name, [[_bytes_input("image_bytes", [data])] for data in files]
     )
 
-    stats_after = client.get_inference_statistics(batched_decoder.name, as_json=True)
-    executions = int(stats_after["model_stats"][0].get("execution_count", 0)) - int(
-        stats_before["model_stats"][0].get("execution_count", 0)
-    )
+    executions = stats.wait(requests=len(files)).executions
     assert executions == 1, "the test needs all requests in one execution"
     for index, (result, error) in enumerate(answers):
         if index == 5:

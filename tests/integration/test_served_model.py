@@ -56,11 +56,6 @@ def _bytes_input(files: list[bytes], spec: ModelSpec) -> grpcclient.InferInput:
     return tensor
 
 
-def _stats(client: grpcclient.InferenceServerClient, model: str) -> tuple[int, int]:
-    stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
-    return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
-
-
 @pytest.fixture
 def client(local_triton: LocalTriton) -> Any:
     with grpcclient.InferenceServerClient(local_triton.grpc_url) as grpc_client:
@@ -95,10 +90,10 @@ def test_encoded_png_probabilities_equal_savedmodel_outputs_for_a_batch(
 
 
 def test_concurrent_requests_run_in_fewer_executions_than_inferences(
-    client: Any, served_spec: ModelSpec, savedmodel_reference: Any
+    client: Any, served_spec: ModelSpec, savedmodel_reference: Any, stats_watcher: Any
 ) -> None:
     images = _images(32, seed=3, spec=served_spec)
-    before = _stats(client, served_spec.name)
+    stats = stats_watcher(client, served_spec.name)
     done: queue.Queue[tuple[int, Any, Any]] = queue.Queue()
 
     # 32 single-image requests all in flight at once (async: no client threads).
@@ -118,9 +113,8 @@ def test_concurrent_requests_run_in_fewer_executions_than_inferences(
             rtol=0,
             atol=ATOL,
         )
-    inferences, executions = (
-        a - b for a, b in zip(_stats(client, served_spec.name), before, strict=True)
-    )
+    counted = stats.wait(requests=len(images))
+    inferences, executions = counted.inferences, counted.executions
     assert inferences == len(images)
     assert executions < inferences, f"{inferences} inferences took {executions} executions"
 
