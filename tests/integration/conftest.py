@@ -278,7 +278,8 @@ def session_processes(roots: set[Path]) -> list[tuple[int, str]]:
         command = " ".join(part.decode(errors="replace") for part in argv if part)
         if state == "Z" or not ("tritonserver" in command or "backend_stub" in command):
             continue
-        if any(str(root) in command for root in roots):
+        # With the separator: pytest-5 must not match a later session's pytest-51.
+        if any(str(root) + os.sep in command for root in roots):
             found.append((int(entry.name), command[:200]))
     return found
 
