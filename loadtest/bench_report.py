@@ -70,6 +70,8 @@ def aggregate(measurements: Sequence[Measurement]) -> list[dict[str, Any]]:
         ipe = [x for x in ipe if x is not None]
         queue = [m.server["mean_queue_ms"] for m in items if m.server]
         compute = [m.server["mean_compute_ms"] for m in items if m.server]
+        inside = [m.server["mean_request_ms"] for m in items if m.server]
+        inside_ms = _median([x for x in inside if x is not None])
         cells.append(
             {
                 "cell": key,
@@ -87,6 +89,12 @@ def aggregate(measurements: Sequence[Measurement]) -> list[dict[str, Any]]:
                 "server_inferences_per_execution": _median(ipe),
                 "server_mean_queue_ms": _median([x for x in queue if x is not None]),
                 "server_mean_compute_ms": _median([x for x in compute if x is not None]),
+                "server_mean_request_ms": inside_ms,
+                # The rest: client, serialisation and transport (mean latency
+                # seen by the client minus the mean time inside Triton).
+                "outside_server_ms": round(latency["mean_ms"] - inside_ms, 3)
+                if inside_ms is not None and latency["mean_ms"] is not None
+                else None,
             }
         )
     return cells
@@ -174,14 +182,19 @@ def _fmt(value: Any, digits: int = 1) -> str:
 def markdown(
     cells: Sequence[dict[str, Any]], ratios: dict[str, dict[str, Any]], limit: dict[str, Any]
 ) -> str:
-    """The benchmark table and the ratios, as markdown."""
+    """The benchmark table and the ratios, as markdown.
+
+    Queue, compute and "outside Triton" are the profile of a request: mean time
+    waiting in Triton's scheduler, mean execution time of the batch it was in,
+    and the client-side mean latency minus the mean time inside Triton.
+    """
     lines = [
         f"In-process limit: **{_fmt(limit.get('best_images_per_s'))} images/s** at batch "
         f"{limit.get('best_batch_size')} (per round: {limit.get('by_round')}).",
         "",
         "| cell | in flight | bytes/request | images/s (median; per round) | p50 ms | p99 ms "
-        "| batch/exec | queue ms | compute ms | failures |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| batch/exec | queue ms | compute ms | outside Triton ms | failures |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for c in cells:
         rounds = ", ".join(_fmt(r) for r in c["inferences_per_s_by_round"])
@@ -195,6 +208,7 @@ def markdown(
             _fmt(c["server_inferences_per_execution"], 2),
             _fmt(c["server_mean_queue_ms"]),
             _fmt(c["server_mean_compute_ms"]),
+            _fmt(c["outside_server_ms"]),
             c["failures"],
         ]
         lines.append("| " + " | ".join(str(x) for x in row) + " |")
