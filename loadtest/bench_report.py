@@ -223,7 +223,7 @@ def markdown(
         if "p99_ms" in r:
             extra = f"; p99 {r['p99_ms']['medserve']:.0f} vs {r['p99_ms']['peer']:.0f} ms"
         target = f"≥ {r['target']}" if "target" in r else "-"
-        met = {True: "yes", False: "**no**"}.get(r.get("met"), "-")
+        met = "-" if "met" not in r else ("yes" if r["met"] else "**no**")
         measured = f"{r['value']:.2f} ({by_round}){extra}"
         lines.append(f"| {r.get('description', name)} | {measured} | {target} | {met} |")
     return "\n".join(lines) + "\n"

@@ -107,7 +107,7 @@ class TritonHttpUser(FastHttpUser):
         batch = self.options.batch_size
         with self.client.post(
             self.path,
-            data=body,
+            data=body,  # type: ignore[arg-type]  # bytes: geventhttpclient sends them as is
             headers=headers,
             name=f"{self.target.model} infer x{batch}",
             context={"batch_size": batch},

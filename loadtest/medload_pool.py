@@ -44,13 +44,16 @@ def _generated_pixels(count: int, image_size: tuple[int, int], seed: int) -> np.
     gradient with mild grain compresses like a real radiograph.
     """
     try:
-        from medserve.data import generate_synthetic  # type: ignore[attr-defined]
-    except ImportError:
-        generate_synthetic = None
-    if generate_synthetic is not None:
-        per_class = max(1, -(-count // 2))
-        images = generate_synthetic(per_class, image_size, seed)[0]
-        return np.ascontiguousarray(images[:count], dtype=np.uint8)
+        from medserve.data import generate_synthetic
+    except ImportError:  # A load-test pod has no medserve: the generator below.
+        return _local_pixels(count, image_size, seed)
+    per_class = max(1, -(-count // 2))
+    images = generate_synthetic(per_class, image_size, seed)[0]
+    return np.ascontiguousarray(images[:count], dtype=np.uint8)
+
+
+def _local_pixels(count: int, image_size: tuple[int, int], seed: int) -> np.ndarray:
+    """A blurred blob on a gradient with mild grain, greyscale as RGB."""
     rng = np.random.default_rng(seed)
     height, width = image_size
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -110,7 +113,7 @@ class ImagePool:
         for index, path in enumerate(files):
             data = path.read_bytes()
             with Image.open(io.BytesIO(data)) as picture:
-                rgb = picture.convert("RGB").resize((width, height), Image.BILINEAR)
+                rgb = picture.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
                 pixels[index] = np.asarray(rgb, dtype=np.uint8)
             encoded.append(data)
         return cls(pixels, tuple(encoded), str(folder))

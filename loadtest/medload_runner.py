@@ -184,8 +184,8 @@ def run(args: argparse.Namespace) -> int:
             from medserve.local_triton import LocalTriton
 
             log.info("starting a local Triton on %s", args.repo)
-            server = stack.enter_context(LocalTriton(args.repo))
-            host = server.grpc_url if args.protocol == "grpc" else server.http_url
+            local = stack.enter_context(LocalTriton(args.repo))
+            host = local.grpc_url if args.protocol == "grpc" else local.http_url
             labels = labels or local_labels(args.repo, args.model)
         if args.protocol == "http" and "://" not in host:
             host = "http://" + host
