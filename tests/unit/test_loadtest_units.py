@@ -189,6 +189,25 @@ def test_generated_pool_wraps_around_and_encodes_each_image_as_jpeg() -> None:
     assert blobs.shape == (2, 1) and blobs[0, 0][:2] == b"\xff\xd8"
 
 
+def test_folder_pool_resizes_to_the_model_and_sends_the_original_files_when_encoded(
+    tmp_path: Path,
+) -> None:
+    from PIL import Image
+
+    (tmp_path / "lesion").mkdir()
+    Image.new("L", (40, 30), color=200).save(tmp_path / "lesion" / "a.png")
+    Image.new("RGB", (20, 20), color=(10, 20, 30)).save(tmp_path / "b.jpg")
+    (tmp_path / "notes.txt").write_text("not an image")
+
+    pool = ImagePool.from_folder(tmp_path, (16, 16))
+
+    assert len(pool) == 2 and pool.pixels_all.shape == (2, 16, 16, 3)
+    assert pool.encoded_all[1] == (tmp_path / "lesion" / "a.png").read_bytes()  # sorted by path
+    assert int(pool.pixels_all[1].mean()) == 200  # grey became RGB
+    with pytest.raises(ValueError, match="no PNG or JPEG"):
+        ImagePool.from_folder(tmp_path / "lesion" / "missing", (16, 16))
+
+
 def _measurement(label: str, concurrency: int, rnd: int, rate: float) -> bench_report.Measurement:
     return bench_report.Measurement(
         group=label, label=label, concurrency=concurrency, round=rnd, inferences_per_s=rate,
