@@ -19,9 +19,11 @@ from pathlib import Path
 from medserve.errors import UsageError
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``medserve train``."""
     from medserve.training import (
+        DEFAULT_BATCH_SIZE,
+        DEFAULT_LEARNING_RATE,
         FOLDER_EPOCHS,
         SYNTHETIC_EPOCHS,
         SYNTHETIC_SAMPLES_PER_CLASS,
@@ -59,8 +61,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         default=None,
         help=f"most epochs (default {SYNTHETIC_EPOCHS} synthetic, {FOLDER_EPOCHS} folder)",
     )
-    parser.add_argument("--batch-size", type=_positive_int("--batch-size"), default=32)
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam (default 1e-3)")
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int("--batch-size"),
+        default=DEFAULT_BATCH_SIZE,
+        help=f"images per step (default {DEFAULT_BATCH_SIZE})",
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=DEFAULT_LEARNING_RATE,
+        help=f"Adam's learning rate (default {DEFAULT_LEARNING_RATE:g})",
+    )
     parser.add_argument(
         "--validation-split",
         type=float,

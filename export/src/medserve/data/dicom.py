@@ -26,8 +26,12 @@ import logging
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +91,7 @@ def _quiet_pydicom_logger() -> Iterator[None]:
         logger.setLevel(previous)
 
 
-def _check_decoder(ds: object) -> None:
+def _check_decoder(ds: Dataset) -> None:
     """Fail early, naming the plugin to install, when no decoder is available."""
     from pydicom.pixels.decoders.base import get_decoder
 
@@ -113,7 +117,7 @@ def _plugin_hint(missing: list[str]) -> str:
     return "; ".join(entry.split(" - requires ", 1)[-1] for entry in missing) or "a plugin"
 
 
-def _middle_frame(ds: object) -> np.ndarray:
+def _middle_frame(ds: Dataset) -> np.ndarray:
     """Decode only the middle frame of the pixel data (the only frame for most files)."""
     from pydicom.pixels import pixel_array
 
@@ -126,7 +130,7 @@ def _middle_frame(ds: object) -> np.ndarray:
         raise DicomDecodeError(f"pixel data did not decode ({type(exc).__name__}){hint}") from exc
 
 
-def _missing_for(ds: object) -> str:
+def _missing_for(ds: Dataset) -> str:
     from pydicom.pixels.decoders.base import get_decoder
 
     uid = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
@@ -138,7 +142,7 @@ def _missing_for(ds: object) -> str:
         return ""
 
 
-def _render(frame: np.ndarray, ds: object) -> np.ndarray:
+def _render(frame: np.ndarray, ds: Dataset) -> np.ndarray:
     """Apply the presentation pipeline to one decoded frame."""
     from pydicom.pixels import apply_color_lut
 
@@ -159,7 +163,7 @@ def _render(frame: np.ndarray, ds: object) -> np.ndarray:
         ) from exc
 
 
-def _render_grey(frame: np.ndarray, ds: object, *, invert: bool) -> np.ndarray:
+def _render_grey(frame: np.ndarray, ds: Dataset, *, invert: bool) -> np.ndarray:
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     if frame.ndim != 2:
@@ -180,7 +184,7 @@ def _render_grey(frame: np.ndarray, ds: object, *, invert: bool) -> np.ndarray:
     return np.round(scaled * 255.0).astype(np.uint8)
 
 
-def _voi_output_range(ds: object) -> tuple[float, float] | None:
+def _voi_output_range(ds: Dataset) -> tuple[float, float] | None:
     """The output range of the VOI transform that apply_voi_lut will use, or None.
 
     Probing pydicom's own functions with extreme inputs keeps us in step with

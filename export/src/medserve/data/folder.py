@@ -80,9 +80,9 @@ def list_image_folder(directory: Path) -> FolderListing:
         raise UsageError(f"data folder {directory} is not a directory")
     classes = sorted(p.name for p in directory.iterdir() if p.is_dir() and not _hidden(p.name))
     if len(classes) < 2:
-        found = ", ".join(classes) if classes else "none"
+        names = ", ".join(classes) if classes else "none"
         raise UsageError(
-            f"data folder {directory} has {len(classes)} class subfolder(s) ({found}); "
+            f"data folder {directory} has {len(classes)} class subfolder(s) ({names}); "
             "put the images of each class in its own subfolder, at least two classes"
         )
     files: list[tuple[str, str, int]] = []
