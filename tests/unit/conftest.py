@@ -15,34 +15,10 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-TINY_LABELS = ("normal", "nodule", "effusion")
-TINY_SIZE = (32, 32)
-TINY_MAX_BATCH = 8
-
-
-@dataclass(frozen=True)
-class ExportedRepo:
-    """A repository written by one real ``medserve export`` of a tiny model."""
-
-    repo: Path
-    model_path: Path
-    spec: Any
-    model: Any
-
-
-def build_tiny_model(num_classes: int = len(TINY_LABELS), seed: int = 0) -> Any:
-    """A reference CNN small enough to export in a second or two."""
-    from medserve.model import build_reference_cnn
-
-    return build_reference_cnn(
-        (*TINY_SIZE, 3), num_classes, filters=(4, 8, 8), dense_units=16, seed=seed
-    )
+from tiny_export import TINY_LABELS, TINY_MAX_BATCH, TINY_SIZE, ExportedRepo, build_tiny_model
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ExportedRepo
 from google.protobuf import text_format
+from tiny_export import ExportedRepo
 from tritonclient.grpc import model_config_pb2 as mc
 
 from medserve.cli import main
