@@ -95,7 +95,7 @@ class PeerServer:
         start_timeout_s: float = 120.0,
         log_path: Path | None = None,
     ) -> None:
-        self.model_path = model_path
+        self.model_path = model_path.resolve()  # gunicorn runs in loadtest/ (--chdir)
         self.workers = workers
         self.port = port or _free_port()
         self.labels = labels
