@@ -173,7 +173,10 @@ def summarize(
 
 def run(args: argparse.Namespace) -> int:
     """Run one load test as ``args`` say; returns locust's exit status."""
-    out = args.out or ROOT / "loadtest" / "results" / time.strftime("run-%Y%m%d-%H%M%S")
+    # Absolute: locust runs in loadtest/ and must find the user's relative paths.
+    out = (args.out or ROOT / "loadtest" / "results" / time.strftime("run-%Y%m%d-%H%M%S")).resolve()
+    if args.images:
+        args.images = str(Path(args.images).resolve())
     out.mkdir(parents=True, exist_ok=True)
     for stale in [out / "samples.csv", *out.glob("samples.csv.*")]:
         stale.unlink(missing_ok=True)
