@@ -60,8 +60,8 @@ DEFAULT_LEARNING_RATE = 3e-4
 DEFAULT_BATCH_SIZE = 8
 # The demo defaults, measured with `time medserve train --synthetic` at 224x224
 # on the 2-core development CPU; the figures are in README.md ("Training").
-SYNTHETIC_SAMPLES_PER_CLASS = 100
-SYNTHETIC_EPOCHS = 8
+SYNTHETIC_SAMPLES_PER_CLASS = 120
+SYNTHETIC_EPOCHS = 10
 # Image folders: an upper bound; early stopping usually ends sooner.
 FOLDER_EPOCHS = 30
 
