@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medserve.errors import ServerError, UsageError
+from medserve.repository import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -137,16 +138,8 @@ def _native_install(binary: Path) -> TritonInstall:
     )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _same_file(a: Path, b: Path) -> bool:
-    return b.is_file() and a.stat().st_size == b.stat().st_size and _sha256(a) == _sha256(b)
+    return b.is_file() and a.stat().st_size == b.stat().st_size and sha256_file(a) == sha256_file(b)
 
 
 def _copy_atomically(source: Path, target: Path) -> None:
@@ -191,7 +184,7 @@ def ensure_python_stub(install: TritonInstall, *, cache_root: Path | None = None
 def _private_backend_dir(install: TritonInstall, cache_root: Path | None) -> Path:
     assert install.python_stub is not None and install.backend_dir is not None
     root = _cache_root(cache_root)
-    key = _sha256(install.python_stub)[:12]
+    key = sha256_file(install.python_stub)[:12]
     backends = root / f"triton-backends-py{python_version()}-{key}"
     python_dir = backends / "python"
     try:
