@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 
 from medserve.local_triton import LocalTriton
 from medserve.spec import SAVEDMODEL_DIRNAME, ModelSpec
@@ -302,3 +303,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             red=True,
         )
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def client(local_triton: LocalTriton) -> Iterator[Any]:
+    """A plain ``tritonclient`` gRPC client on the session server (closed after the test)."""
+    with grpcclient.InferenceServerClient(local_triton.grpc_url) as grpc_client:
+        yield grpc_client

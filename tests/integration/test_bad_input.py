@@ -78,12 +78,6 @@ def _send_all(client: Any, model: str, requests: list[list[grpcclient.InferInput
     return [(result, error) for _, result, error in answers]
 
 
-@pytest.fixture
-def client(local_triton: LocalTriton) -> Any:
-    with grpcclient.InferenceServerClient(local_triton.grpc_url) as grpc_client:
-        yield grpc_client
-
-
 def test_wrong_shape_fails_with_expected_shape_and_next_request_succeeds(
     client: Any, served_spec: ModelSpec, savedmodel_reference: Any
 ) -> None:

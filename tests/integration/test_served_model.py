@@ -56,12 +56,6 @@ def _bytes_input(files: list[bytes], spec: ModelSpec) -> grpcclient.InferInput:
     return tensor
 
 
-@pytest.fixture
-def client(local_triton: LocalTriton) -> Any:
-    with grpcclient.InferenceServerClient(local_triton.grpc_url) as grpc_client:
-        yield grpc_client
-
-
 def test_served_probabilities_equal_savedmodel_outputs_for_a_batch(
     client: Any, served_spec: ModelSpec, savedmodel_reference: Any
 ) -> None:
