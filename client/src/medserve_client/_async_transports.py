@@ -21,15 +21,16 @@ from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from medserve_client._models import TLS
-from medserve_client._transport import (
-    Endpoint,
-    InferCall,
-    InferReply,
-    build_request,
-    grpc_headers,
-    mapped,
+from medserve_client._requests import (
+    Request,
+    config_from,
+    grpc_channel_kwargs,
+    mapped_connect,
+    opt_path,
     read_reply,
+    wire_headers,
 )
+from medserve_client._transport import Endpoint, InferCall, InferReply
 
 
 class AsyncTransport(Protocol):
@@ -54,25 +55,20 @@ class AsyncTransport(Protocol):
 
 
 class AsyncTritonTransport:
-    """Either aio client behind one interface; the differences are in ``_kwargs``."""
+    """Either aio client behind one interface; the differences are in :meth:`_send`."""
 
     def __init__(self, endpoint: Endpoint) -> None:
         """Create the aio client (it connects on first use)."""
         self.endpoint = endpoint
         tls = endpoint.tls or TLS()
-        with mapped(endpoint, model=None, timeout_s=endpoint.timeout.connect_s, action="connect"):
+        with mapped_connect(endpoint):
             if endpoint.protocol == "grpc":
                 import tritonclient.grpc as module
                 import tritonclient.grpc.aio as aio
 
                 self._client: Any = aio.InferenceServerClient(
-                    endpoint.url,
-                    ssl=endpoint.ssl,
-                    root_certificates=_opt(tls.root_certificates),
-                    private_key=_opt(tls.private_key),
-                    certificate_chain=_opt(tls.certificate_chain),
+                    endpoint.url, **grpc_channel_kwargs(endpoint)
                 )
-                self._headers: dict[str, str] | None = grpc_headers(endpoint.headers)
             else:
                 import tritonclient.http as module
                 import tritonclient.http.aio as aio
@@ -81,7 +77,7 @@ class AsyncTritonTransport:
                 if endpoint.ssl:
                     import ssl
 
-                    ssl_context = ssl.create_default_context(cafile=_opt(tls.root_certificates))
+                    ssl_context = ssl.create_default_context(cafile=opt_path(tls.root_certificates))
                     if tls.insecure:
                         ssl_context.check_hostname = False
                 self._client = aio.InferenceServerClient(
@@ -90,106 +86,49 @@ class AsyncTritonTransport:
                     ssl=endpoint.ssl,
                     ssl_context=ssl_context,
                 )
-                self._headers = dict(endpoint.headers) or None
+        self._headers = wire_headers(endpoint)
         self._module = module
 
-    async def _call(
-        self, action: str, model: str | None, timeout_s: float, make: Any, **kw: Any
-    ) -> Any:
-        if self.endpoint.protocol == "grpc":
-            kw["client_timeout"] = timeout_s
-        with mapped(self.endpoint, model=model, timeout_s=timeout_s, action=action):
-            awaitable: Awaitable[Any] = make(headers=self._headers, **kw)
-            return await asyncio.wait_for(awaitable, timeout=timeout_s)
+    async def _send(self, request: Request) -> Any:
+        kwargs = request.kwargs_for(self.endpoint.protocol, self._headers)
+        with request.mapped(self.endpoint):
+            awaitable: Awaitable[Any] = getattr(self._client, request.method)(**kwargs)
+            # The aio HTTP client has no per-call timeout: bound every call here.
+            return await asyncio.wait_for(awaitable, timeout=request.timeout_s)
 
     async def server_ready(self, *, timeout_s: float) -> bool:
         """Whether the server reports ready."""
-        return bool(await self._call("server ready", None, timeout_s, self._client.is_server_ready))
+        return bool(await self._send(Request.server_ready(timeout_s=timeout_s)))
 
     async def model_ready(self, model: str, version: str, *, timeout_s: float) -> bool:
         """Whether the model (version) reports ready."""
-        ready = await self._call(
-            "model ready",
-            model,
-            timeout_s,
-            self._client.is_model_ready,
-            model_name=model,
-            model_version=version,
-        )
-        return bool(ready)
+        return bool(await self._send(Request.model_ready(model, version, timeout_s=timeout_s)))
 
     async def model_metadata(self, model: str, version: str, *, timeout_s: float) -> dict[str, Any]:
         """KServe model metadata as a dict."""
-        kw: dict[str, Any] = {"as_json": True} if self.endpoint.protocol == "grpc" else {}
-        raw = await self._call(
-            "model metadata",
-            model,
-            timeout_s,
-            self._client.get_model_metadata,
-            model_name=model,
-            model_version=version,
-            **kw,
-        )
+        raw = await self._send(Request.model_metadata(model, version, timeout_s=timeout_s))
         return dict(raw)
 
     async def model_config(self, model: str, version: str, *, timeout_s: float) -> dict[str, Any]:
         """Triton model config as a dict."""
-        kw: dict[str, Any] = {"as_json": True} if self.endpoint.protocol == "grpc" else {}
-        raw = await self._call(
-            "model config",
-            model,
-            timeout_s,
-            self._client.get_model_config,
-            model_name=model,
-            model_version=version,
-            **kw,
-        )
-        return dict(raw.get("config", raw))
+        raw = await self._send(Request.model_config(model, version, timeout_s=timeout_s))
+        return config_from(raw)
 
     async def infer(self, call: InferCall) -> InferReply:
         """One inference request."""
-        inputs, outputs = build_request(self._module, call)
-        result = await self._call(
-            "infer",
-            call.model,
-            call.timeout_s,
-            self._client.infer,
-            model_name=call.model,
-            model_version=call.version,
-            inputs=inputs,
-            outputs=outputs,
-        )
-        return read_reply(result, call)
+        return read_reply(await self._send(Request.infer(self._module, call)), call)
 
     async def register_shm(self, name: str, key: str, byte_size: int, *, timeout_s: float) -> None:
         """Register a system shared-memory region."""
-        await self._call(
-            "register shared memory",
-            None,
-            timeout_s,
-            self._client.register_system_shared_memory,
-            name=name,
-            key=key,
-            byte_size=byte_size,
-        )
+        await self._send(Request.register_shm(name, key, byte_size, timeout_s=timeout_s))
 
     async def unregister_shm(self, name: str, *, timeout_s: float) -> None:
         """Unregister a system shared-memory region."""
-        await self._call(
-            "unregister shared memory",
-            None,
-            timeout_s,
-            self._client.unregister_system_shared_memory,
-            name=name,
-        )
+        await self._send(Request.unregister_shm(name, timeout_s=timeout_s))
 
     async def close(self) -> None:
         """Close the aio client."""
         await self._client.close()
-
-
-def _opt(value: object) -> str | None:
-    return None if value is None else str(value)
 
 
 def open_async_transport(endpoint: Endpoint) -> AsyncTransport:

@@ -11,7 +11,9 @@ Usage::
 Thread safety follows tritonclient's own rules: one gRPC client (one channel)
 is shared by all threads, since its unary calls are thread-safe; the HTTP
 client is not thread-safe, so :class:`HttpTransport` keeps one per thread and
-closes them all on :meth:`~HttpTransport.close`. Every call runs inside
+closes them all on :meth:`~HttpTransport.close`. Both share the
+:class:`Transport` methods of :class:`BlockingTransport` and differ only in
+how they create their client and send a request; every call runs inside
 :func:`~medserve_client._transport.mapped`, the one error boundary.
 """
 
@@ -19,22 +21,62 @@ from __future__ import annotations
 
 import threading
 import weakref
+from abc import ABC, abstractmethod
 from typing import Any
 
 from medserve_client._models import TLS
-from medserve_client._transport import (
-    Endpoint,
-    InferCall,
-    InferReply,
-    Transport,
-    build_request,
-    grpc_headers,
-    mapped,
+from medserve_client._requests import (
+    Request,
+    config_from,
+    grpc_channel_kwargs,
+    mapped_connect,
     read_reply,
+    wire_headers,
 )
+from medserve_client._transport import Endpoint, InferCall, InferReply, Transport
 
 
-class GrpcTransport:
+class BlockingTransport(ABC):
+    """The :class:`Transport` methods, over the one :meth:`_send` each protocol implements."""
+
+    endpoint: Endpoint
+    #: ``tritonclient.grpc`` or ``tritonclient.http``: builds the inference inputs.
+    _module: Any
+
+    @abstractmethod
+    def _send(self, request: Request) -> Any:
+        """Call ``request.method`` inside the error boundary and return its answer."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the connections."""
+
+    def server_ready(self, *, timeout_s: float) -> bool:
+        return bool(self._send(Request.server_ready(timeout_s=timeout_s)))
+
+    def model_ready(self, model: str, version: str, *, timeout_s: float) -> bool:
+        return bool(self._send(Request.model_ready(model, version, timeout_s=timeout_s)))
+
+    def model_metadata(self, model: str, version: str, *, timeout_s: float) -> dict[str, Any]:
+        return dict(self._send(Request.model_metadata(model, version, timeout_s=timeout_s)))
+
+    def model_config(self, model: str, version: str, *, timeout_s: float) -> dict[str, Any]:
+        return config_from(self._send(Request.model_config(model, version, timeout_s=timeout_s)))
+
+    def infer(self, call: InferCall) -> InferReply:
+        return read_reply(self._send(Request.infer(self._module, call)), call)
+
+    def register_shm(self, name: str, key: str, byte_size: int, *, timeout_s: float) -> None:
+        self._send(Request.register_shm(name, key, byte_size, timeout_s=timeout_s))
+
+    def unregister_shm(self, name: str, *, timeout_s: float) -> None:
+        self._send(Request.unregister_shm(name, timeout_s=timeout_s))
+
+    def statistics(self, model: str, *, timeout_s: float) -> dict[str, Any]:
+        return dict(self._send(Request.statistics(model, timeout_s=timeout_s)))
+
+
+class GrpcTransport(BlockingTransport):
     """tritonclient.grpc: one channel shared by every thread (unary calls are thread-safe)."""
 
     def __init__(self, endpoint: Endpoint) -> None:
@@ -42,112 +84,22 @@ class GrpcTransport:
 
         self.endpoint = endpoint
         self._module = grpcclient
-        tls = endpoint.tls or TLS()
-        with mapped(endpoint, model=None, timeout_s=endpoint.timeout.connect_s, action="connect"):
+        with mapped_connect(endpoint):
             self._client = grpcclient.InferenceServerClient(
-                endpoint.url,
-                ssl=endpoint.ssl,
-                root_certificates=_opt_path(tls.root_certificates),
-                private_key=_opt_path(tls.private_key),
-                certificate_chain=_opt_path(tls.certificate_chain),
+                endpoint.url, **grpc_channel_kwargs(endpoint)
             )
-        self._headers = grpc_headers(endpoint.headers)
+        self._headers = wire_headers(endpoint)
 
-    def _call(self, action: str, model: str | None, timeout_s: float, fn: Any, **kw: Any) -> Any:
-        with mapped(self.endpoint, model=model, timeout_s=timeout_s, action=action):
-            return fn(headers=self._headers, client_timeout=timeout_s, **kw)
-
-    def server_ready(self, *, timeout_s: float) -> bool:
-        return bool(self._call("server ready", None, timeout_s, self._client.is_server_ready))
-
-    def model_ready(self, model: str, version: str, *, timeout_s: float) -> bool:
-        return bool(
-            self._call(
-                "model ready",
-                model,
-                timeout_s,
-                self._client.is_model_ready,
-                model_name=model,
-                model_version=version,
-            )
-        )
-
-    def model_metadata(self, model: str, version: str, *, timeout_s: float) -> dict[str, Any]:
-        return dict(
-            self._call(
-                "model metadata",
-                model,
-                timeout_s,
-                self._client.get_model_metadata,
-                model_name=model,
-                model_version=version,
-                as_json=True,
-            )
-        )
-
-    def model_config(self, model: str, version: str, *, timeout_s: float) -> dict[str, Any]:
-        raw = self._call(
-            "model config",
-            model,
-            timeout_s,
-            self._client.get_model_config,
-            model_name=model,
-            model_version=version,
-            as_json=True,
-        )
-        return dict(raw.get("config", raw))
-
-    def infer(self, call: InferCall) -> InferReply:
-        inputs, outputs = build_request(self._module, call)
-        result = self._call(
-            "infer",
-            call.model,
-            call.timeout_s,
-            self._client.infer,
-            model_name=call.model,
-            model_version=call.version,
-            inputs=inputs,
-            outputs=outputs,
-        )
-        return read_reply(result, call)
-
-    def register_shm(self, name: str, key: str, byte_size: int, *, timeout_s: float) -> None:
-        self._call(
-            "register shared memory",
-            None,
-            timeout_s,
-            self._client.register_system_shared_memory,
-            name=name,
-            key=key,
-            byte_size=byte_size,
-        )
-
-    def unregister_shm(self, name: str, *, timeout_s: float) -> None:
-        self._call(
-            "unregister shared memory",
-            None,
-            timeout_s,
-            self._client.unregister_system_shared_memory,
-            name=name,
-        )
-
-    def statistics(self, model: str, *, timeout_s: float) -> dict[str, Any]:
-        return dict(
-            self._call(
-                "statistics",
-                model,
-                timeout_s,
-                self._client.get_inference_statistics,
-                model_name=model,
-                as_json=True,
-            )
-        )
+    def _send(self, request: Request) -> Any:
+        kwargs = request.kwargs_for("grpc", self._headers)
+        with request.mapped(self.endpoint):
+            return getattr(self._client, request.method)(**kwargs)
 
     def close(self) -> None:
         self._client.close()
 
 
-class HttpTransport:
+class HttpTransport(BlockingTransport):
     """tritonclient.http: not thread-safe, so one client per thread, all closed together."""
 
     def __init__(self, endpoint: Endpoint) -> None:
@@ -160,7 +112,7 @@ class HttpTransport:
         # Weak: a client dies with its thread (its __del__ closes it), so the
         # worker threads of many classify_many calls do not pile up connections.
         self._clients: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._headers = dict(endpoint.headers) or None
+        self._headers = wire_headers(endpoint)
 
     def _client(self) -> Any:
         client = getattr(self._local, "client", None)
@@ -169,12 +121,7 @@ class HttpTransport:
             ssl_options = {}
             if tls.root_certificates is not None:
                 ssl_options["ca_certs"] = str(tls.root_certificates)
-            with mapped(
-                self.endpoint,
-                model=None,
-                timeout_s=self.endpoint.timeout.connect_s,
-                action="connect",
-            ):
+            with mapped_connect(self.endpoint):
                 client = self._module.InferenceServerClient(
                     self.endpoint.url,
                     connection_timeout=self.endpoint.timeout.connect_s,
@@ -190,99 +137,16 @@ class HttpTransport:
                 self._clients.add(client)
         return client
 
-    def _call(
-        self, action: str, model: str | None, timeout_s: float, method: str, **kw: Any
-    ) -> Any:
-        with mapped(self.endpoint, model=model, timeout_s=timeout_s, action=action):
-            return getattr(self._client(), method)(headers=self._headers, **kw)
-
-    def server_ready(self, *, timeout_s: float) -> bool:
-        return bool(self._call("server ready", None, timeout_s, "is_server_ready"))
-
-    def model_ready(self, model: str, version: str, *, timeout_s: float) -> bool:
-        return bool(
-            self._call(
-                "model ready",
-                model,
-                timeout_s,
-                "is_model_ready",
-                model_name=model,
-                model_version=version,
-            )
-        )
-
-    def model_metadata(self, model: str, version: str, *, timeout_s: float) -> dict[str, Any]:
-        return dict(
-            self._call(
-                "model metadata",
-                model,
-                timeout_s,
-                "get_model_metadata",
-                model_name=model,
-                model_version=version,
-            )
-        )
-
-    def model_config(self, model: str, version: str, *, timeout_s: float) -> dict[str, Any]:
-        return dict(
-            self._call(
-                "model config",
-                model,
-                timeout_s,
-                "get_model_config",
-                model_name=model,
-                model_version=version,
-            )
-        )
-
-    def infer(self, call: InferCall) -> InferReply:
-        inputs, outputs = build_request(self._module, call)
-        result = self._call(
-            "infer",
-            call.model,
-            call.timeout_s,
-            "infer",
-            model_name=call.model,
-            model_version=call.version,
-            inputs=inputs,
-            outputs=outputs,
-        )
-        return read_reply(result, call)
-
-    def register_shm(self, name: str, key: str, byte_size: int, *, timeout_s: float) -> None:
-        self._call(
-            "register shared memory",
-            None,
-            timeout_s,
-            "register_system_shared_memory",
-            name=name,
-            key=key,
-            byte_size=byte_size,
-        )
-
-    def unregister_shm(self, name: str, *, timeout_s: float) -> None:
-        self._call(
-            "unregister shared memory",
-            None,
-            timeout_s,
-            "unregister_system_shared_memory",
-            name=name,
-        )
-
-    def statistics(self, model: str, *, timeout_s: float) -> dict[str, Any]:
-        return dict(
-            self._call("statistics", model, timeout_s, "get_inference_statistics", model_name=model)
-        )
+    def _send(self, request: Request) -> Any:
+        kwargs = request.kwargs_for("http", self._headers)
+        with request.mapped(self.endpoint):
+            return getattr(self._client(), request.method)(**kwargs)
 
     def close(self) -> None:
         with self._lock:
             clients, self._clients = list(self._clients), weakref.WeakSet()
         for client in clients:
             client.close()
-
-
-def _opt_path(value: object) -> str | None:
-    return None if value is None else str(value)
 
 
 def open_transport(endpoint: Endpoint) -> Transport:

@@ -16,7 +16,8 @@ socket or timeout exception is turned into the most specific
 :mod:`~medserve_client.exceptions` class by :func:`map_error` (through
 :func:`mapped`), with ``raise ... from exc``; nowhere else. The blocking
 implementations live in ``_sync_transports``, the asyncio ones in
-``_async_transports``; both call :func:`mapped` around every request.
+``_async_transports``; both call :func:`mapped` around every request, and
+both build their requests and read the answers with ``_requests``.
 """
 
 from __future__ import annotations
@@ -28,18 +29,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import numpy as np
 import numpy.typing as npt
 
-from medserve_client._errors import (
-    InferenceError,
-    InferenceTimeoutError,
-    InvalidInputError,
-    MedServeError,
-    ModelNotReadyError,
-    ServerOverloadedError,
-    ServerUnavailableError,
-)
+from medserve_client import _errors
 from medserve_client._models import TLS, Timeout
 
 _MAX_SERVER_MESSAGE = 300
@@ -136,7 +128,7 @@ class Transport(Protocol):
 
 def map_error(
     exc: BaseException, *, endpoint: Endpoint, model: str | None, timeout_s: float, action: str
-) -> MedServeError:
+) -> _errors.MedServeError:
     """Translate any wire-level exception into the medserve-client tree.
 
     Args:
@@ -146,38 +138,38 @@ def map_error(
         timeout_s: The deadline of the call, named in timeout messages.
         action: What was attempted ("infer", "model metadata"...).
     """
-    if isinstance(exc, MedServeError):
+    if isinstance(exc, _errors.MedServeError):
         return exc
     where = f"{action} on model {model!r}" if model else action
     where += f" at {endpoint.display_url}"
     status, message = _status_and_message(exc)
     text = f"{message[:_MAX_SERVER_MESSAGE]}" if message else type(exc).__name__
     if _is_timeout(exc, status, message):
-        return InferenceTimeoutError(
+        return _errors.InferenceTimeoutError(
             f"{where}: no answer within the deadline of {timeout_s:.2g} s; "
             "raise timeout_s or reduce the batch"
         )
     if _OVERLOAD.search(message) and status not in ("StatusCode.INVALID_ARGUMENT", "400"):
-        return ServerOverloadedError(
+        return _errors.ServerOverloadedError(
             f"{where}: the server's queue rejected the request ({text}); retry later, "
             "lower the concurrency or add replicas"
         )
     if model and _MODEL_MISSING.search(message) and "connect" not in message.lower():
-        return ModelNotReadyError(
+        return _errors.ModelNotReadyError(
             f"{where}: the model is not loaded or not ready ({text}); check the model name "
             "and version, and the server log"
         )
     if isinstance(exc, OSError) or status in ("StatusCode.UNAVAILABLE", "502", "503"):
-        return ServerUnavailableError(
+        return _errors.ServerUnavailableError(
             f"{where}: server unavailable ({text}); is tritonserver running and reachable?"
         )
     if _UNREACHABLE.search(message) and status in ("", "None"):
-        return ServerUnavailableError(f"{where}: server unavailable ({text})")
+        return _errors.ServerUnavailableError(f"{where}: server unavailable ({text})")
     if status in ("StatusCode.INVALID_ARGUMENT", "400"):
-        return InvalidInputError(f"{where}: the server rejected the input: {text}")
+        return _errors.InvalidInputError(f"{where}: the server rejected the input: {text}")
     if status == "StatusCode.NOT_FOUND" and model:
-        return ModelNotReadyError(f"{where}: not found ({text}); check the model name")
-    return InferenceError(f"{where} failed: {text}")
+        return _errors.ModelNotReadyError(f"{where}: not found ({text}); check the model name")
+    return _errors.InferenceError(f"{where} failed: {text}")
 
 
 def _status_and_message(exc: BaseException) -> tuple[str, str]:
@@ -204,7 +196,7 @@ def mapped(
     """Run a block and re-raise what it raises as a mapped error, chained with ``from``."""
     try:
         yield
-    except MedServeError:
+    except _errors.MedServeError:
         raise
     except Exception as exc:
         raise map_error(
@@ -215,38 +207,3 @@ def mapped(
 def grpc_headers(headers: Mapping[str, str]) -> dict[str, str] | None:
     """gRPC metadata keys must be lower-case ASCII."""
     return {key.lower(): value for key, value in headers.items()} or None
-
-
-def build_request(module: Any, call: InferCall) -> tuple[list[Any], list[Any]]:
-    """tritonclient ``InferInput``/``InferRequestedOutput`` lists for ``module`` (grpc or http)."""
-    shape = list(call.array.shape if call.array is not None else call.shape)
-    infer_input = module.InferInput(call.input_name, shape, call.datatype)
-    if call.shm_region is not None:
-        infer_input.set_shared_memory(call.shm_region, call.shm_byte_size)
-    elif call.array is not None:
-        infer_input.set_data_from_numpy(call.array)
-    outputs = []
-    for spec in call.outputs:
-        output = module.InferRequestedOutput(spec.name, class_count=spec.class_count)
-        if spec.shm_region is not None:
-            output.set_shared_memory(spec.shm_region, spec.shm_byte_size, spec.shm_offset)
-        outputs.append(output)
-    return [infer_input], outputs
-
-
-def read_reply(result: Any, call: InferCall) -> InferReply:
-    """Outputs as numpy (those not in shared memory) and the answering version."""
-    outputs: dict[str, npt.NDArray[Any]] = {}
-    for spec in call.outputs:
-        if spec.shm_region is None:
-            value = result.as_numpy(spec.name)
-            if value is None:
-                raise InferenceError(f"the server's reply lacks output {spec.name!r}")
-            outputs[spec.name] = np.asarray(value)
-    response = result.get_response()
-    version = (
-        response.get("model_version", "")
-        if isinstance(response, dict)
-        else (response.model_version)
-    )
-    return InferReply(outputs=outputs, model_version=str(version))

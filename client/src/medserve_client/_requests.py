@@ -1,0 +1,233 @@
+"""What each transport method asks tritonclient, independent of protocol and of asyncio.
+
+Usage::
+
+    request = Request.model_config("medcnn", "", timeout_s=5.0)
+    with request.mapped(endpoint):
+        raw = getattr(grpc_client, request.method)(**request.kwargs_for("grpc", headers=None))
+    config = config_from(raw)
+
+The four tritonclient clients (gRPC and HTTP, blocking and aio) name their
+methods alike and take the same core arguments; :meth:`Request.kwargs_for`
+adds what one protocol needs on top. The transports in ``_sync_transports`` and
+``_async_transports`` only send a :class:`Request` and read its answer with the
+helpers here, so a change to a call is made once for all four.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from medserve_client._errors import InferenceError
+from medserve_client._models import TLS
+from medserve_client._transport import Endpoint, InferCall, InferReply, grpc_headers, mapped
+
+
+@dataclass(frozen=True, kw_only=True)
+class Request:
+    """One :class:`~medserve_client._transport.Transport` method as a tritonclient call.
+
+    Build one with the constructor named after the transport method
+    (``Request.model_config(...)``), then call ``request.method`` with
+    :meth:`kwargs_for` inside :meth:`mapped`.
+
+    Attributes:
+        action: What is attempted, named in error messages.
+        method: The ``InferenceServerClient`` method (the same name in all four clients).
+        model: The model concerned, if any, named in error messages.
+        timeout_s: The deadline of the call.
+        kwargs: The method's arguments common to both protocols.
+        json: Ask gRPC for the JSON form of the answer (HTTP answers JSON anyway).
+    """
+
+    action: str
+    method: str
+    model: str | None = None
+    timeout_s: float
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    json: bool = False
+
+    @classmethod
+    def server_ready(cls, *, timeout_s: float) -> Request:
+        """Ask whether the server is ready."""
+        return cls(action="server ready", method="is_server_ready", timeout_s=timeout_s)
+
+    @classmethod
+    def model_ready(cls, model: str, version: str, *, timeout_s: float) -> Request:
+        """Ask whether a model (version) is ready."""
+        return cls._for_model(
+            "model ready", "is_model_ready", model, version, timeout_s, json=False
+        )
+
+    @classmethod
+    def model_metadata(cls, model: str, version: str, *, timeout_s: float) -> Request:
+        """Ask for the KServe model metadata."""
+        return cls._for_model("model metadata", "get_model_metadata", model, version, timeout_s)
+
+    @classmethod
+    def model_config(cls, model: str, version: str, *, timeout_s: float) -> Request:
+        """Ask for the Triton model config (read the answer with :func:`config_from`)."""
+        return cls._for_model("model config", "get_model_config", model, version, timeout_s)
+
+    @classmethod
+    def _for_model(
+        cls,
+        action: str,
+        method: str,
+        model: str,
+        version: str,
+        timeout_s: float,
+        *,
+        json: bool = True,
+    ) -> Request:
+        return cls(
+            action=action,
+            method=method,
+            model=model,
+            timeout_s=timeout_s,
+            kwargs={"model_name": model, "model_version": version},
+            json=json,
+        )
+
+    @classmethod
+    def infer(cls, module: Any, call: InferCall) -> Request:
+        """An inference request; ``module`` is ``tritonclient.grpc`` or ``tritonclient.http``.
+
+        Builds the tritonclient inputs and outputs right away, outside the
+        error boundary, as the transports always have: a tensor that
+        tritonclient refuses fails here, before anything is sent.
+        """
+        inputs, outputs = build_request(module, call)
+        return cls(
+            action="infer",
+            method="infer",
+            model=call.model,
+            timeout_s=call.timeout_s,
+            kwargs={
+                "model_name": call.model,
+                "model_version": call.version,
+                "inputs": inputs,
+                "outputs": outputs,
+            },
+        )
+
+    @classmethod
+    def register_shm(cls, name: str, key: str, byte_size: int, *, timeout_s: float) -> Request:
+        """Register a system shared-memory region."""
+        return cls(
+            action="register shared memory",
+            method="register_system_shared_memory",
+            timeout_s=timeout_s,
+            kwargs={"name": name, "key": key, "byte_size": byte_size},
+        )
+
+    @classmethod
+    def unregister_shm(cls, name: str, *, timeout_s: float) -> Request:
+        """Unregister a system shared-memory region."""
+        return cls(
+            action="unregister shared memory",
+            method="unregister_system_shared_memory",
+            timeout_s=timeout_s,
+            kwargs={"name": name},
+        )
+
+    @classmethod
+    def statistics(cls, model: str, *, timeout_s: float) -> Request:
+        """Ask for a model's inference statistics."""
+        return cls(
+            action="statistics",
+            method="get_inference_statistics",
+            model=model,
+            timeout_s=timeout_s,
+            kwargs={"model_name": model},
+            json=True,
+        )
+
+    def kwargs_for(self, protocol: str, headers: Mapping[str, str] | None) -> dict[str, Any]:
+        """The keyword arguments of :attr:`method` for the ``protocol``'s client."""
+        kwargs = {"headers": headers, **self.kwargs}
+        if protocol == "grpc":
+            # Only the gRPC clients take a per-call deadline; the HTTP ones are
+            # bounded by their network timeout (blocking) or asyncio.wait_for (aio).
+            kwargs["client_timeout"] = self.timeout_s
+            if self.json:
+                kwargs["as_json"] = True
+        return kwargs
+
+    def mapped(self, endpoint: Endpoint) -> AbstractContextManager[None]:
+        """The error boundary (:func:`~medserve_client._transport.mapped`) of this call."""
+        return mapped(endpoint, model=self.model, timeout_s=self.timeout_s, action=self.action)
+
+
+def mapped_connect(endpoint: Endpoint) -> AbstractContextManager[None]:
+    """:func:`~medserve_client._transport.mapped` around creating a tritonclient client."""
+    return mapped(endpoint, model=None, timeout_s=endpoint.timeout.connect_s, action="connect")
+
+
+def wire_headers(endpoint: Endpoint) -> dict[str, str] | None:
+    """The endpoint's headers as the protocol's client takes them (``None`` for none)."""
+    if endpoint.protocol == "grpc":
+        return grpc_headers(endpoint.headers)
+    return dict(endpoint.headers) or None
+
+
+def grpc_channel_kwargs(endpoint: Endpoint) -> dict[str, Any]:
+    """TLS arguments of both gRPC clients' ``InferenceServerClient``."""
+    tls = endpoint.tls or TLS()
+    return {
+        "ssl": endpoint.ssl,
+        "root_certificates": opt_path(tls.root_certificates),
+        "private_key": opt_path(tls.private_key),
+        "certificate_chain": opt_path(tls.certificate_chain),
+    }
+
+
+def opt_path(value: object) -> str | None:
+    """A path as the ``str`` tritonclient expects, or ``None``."""
+    return None if value is None else str(value)
+
+
+def build_request(module: Any, call: InferCall) -> tuple[list[Any], list[Any]]:
+    """tritonclient ``InferInput``/``InferRequestedOutput`` lists for ``module`` (grpc or http)."""
+    shape = list(call.array.shape if call.array is not None else call.shape)
+    infer_input = module.InferInput(call.input_name, shape, call.datatype)
+    if call.shm_region is not None:
+        infer_input.set_shared_memory(call.shm_region, call.shm_byte_size)
+    elif call.array is not None:
+        infer_input.set_data_from_numpy(call.array)
+    outputs = []
+    for spec in call.outputs:
+        output = module.InferRequestedOutput(spec.name, class_count=spec.class_count)
+        if spec.shm_region is not None:
+            output.set_shared_memory(spec.shm_region, spec.shm_byte_size, spec.shm_offset)
+        outputs.append(output)
+    return [infer_input], outputs
+
+
+def read_reply(result: Any, call: InferCall) -> InferReply:
+    """Outputs as numpy (those not in shared memory) and the answering version."""
+    outputs: dict[str, npt.NDArray[Any]] = {}
+    for spec in call.outputs:
+        if spec.shm_region is None:
+            value = result.as_numpy(spec.name)
+            if value is None:
+                raise InferenceError(f"the server's reply lacks output {spec.name!r}")
+            outputs[spec.name] = np.asarray(value)
+    response = result.get_response()
+    version = (
+        response.get("model_version", "")
+        if isinstance(response, dict)
+        else (response.model_version)
+    )
+    return InferReply(outputs=outputs, model_version=str(version))
+
+
+def config_from(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The model config from a config answer (gRPC's JSON form wraps it in ``config``)."""
+    return dict(raw.get("config", raw))
