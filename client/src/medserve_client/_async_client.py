@@ -29,7 +29,6 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
-    Mapping,
     Sequence,
 )
 from typing import Any, TypeVar
@@ -38,68 +37,32 @@ import numpy as np
 
 from medserve_client import _core
 from medserve_client._async_transports import AsyncTransport, open_async_transport
+from medserve_client._base import BaseClient
 from medserve_client._errors import (
     InvalidInputError,
     ModelNotReadyError,
     ServerUnavailableError,
 )
 from medserve_client._inputs import prepare_all
-from medserve_client._models import TLS, ModelInfo, Prediction, Retry, Timeout
+from medserve_client._models import ModelInfo, Prediction
 from medserve_client._pipeline import ordered_map_async
-from medserve_client._preprocess import DEFAULT_MAX_PIXELS
 from medserve_client._retry import Deadline, call_with_retry_async
-from medserve_client._shm import ShmPool, pool_for, shm_request
+from medserve_client._shm import pool_for, shm_request
 from medserve_client._transport import InferCall
 
 log = logging.getLogger("medserve_client")
 T = TypeVar("T")
 
 
-class AsyncClient:
-    """An asyncio medserve client; arguments as for :class:`~medserve_client.Client`."""
+class AsyncClient(BaseClient[AsyncTransport]):
+    """An asyncio medserve client; arguments as for :class:`~medserve_client.Client`.
 
-    def __init__(
-        self,
-        url: str = "127.0.0.1:8001",
-        *,
-        model: str = "medcnn",
-        version: str | int | None = None,
-        protocol: str | None = None,
-        timeout_s: float | Timeout = 30.0,
-        retries: int | Retry | None = None,
-        tls: TLS | None = None,
-        headers: Mapping[str, str] | None = None,
-        bearer_token: str | None = None,
-        send_encoded: bool = False,
-        shared_memory: bool = False,
-        max_concurrency: int = 8,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
-        transport: AsyncTransport | None = None,
-    ) -> None:
-        if max_concurrency < 1:
-            raise InvalidInputError(f"max_concurrency must be >= 1, got {max_concurrency}")
-        if send_encoded and shared_memory:
-            raise InvalidInputError("send_encoded and shared_memory cannot be combined")
-        self.endpoint = _core.build_endpoint(
-            url,
-            protocol=protocol,
-            timeout_s=timeout_s,
-            tls=tls,
-            headers=headers,
-            bearer_token=bearer_token,
-        )
-        self.model = model
-        self.version = None if version is None else str(version)
-        self.retry = Retry.coerce(retries)
-        self.send_encoded = send_encoded
-        self.shared_memory = shared_memory
-        self.max_concurrency = max_concurrency
-        self.max_pixels = max_pixels
-        self._transport = transport
-        self._info: ModelInfo | None = None
-        self._encoded: _core.EncodedEntry | None = None
-        self._shm: ShmPool | None = None
-        self._closed = False
+    The one difference: ``transport`` is an
+    :class:`~medserve_client._async_transports.AsyncTransport`.
+    """
+
+    def _init_state(self) -> None:
+        # Created on first use, so that it belongs to the loop that uses the client.
         self._semaphore: asyncio.Semaphore | None = None
 
     async def __aenter__(self) -> AsyncClient:
@@ -169,10 +132,7 @@ class AsyncClient:
             if deadline.remaining_s() <= poll_s:
                 break
             await asyncio.sleep(poll_s)
-        where = f"{self.endpoint.display_url} within {timeout_s:.3g} s"
-        if server_seen:
-            raise ModelNotReadyError(f"model {self.model!r} did not become ready at {where}")
-        raise ServerUnavailableError(f"no ready server at {where}; is tritonserver running?")
+        raise self._not_ready_error(server_seen=server_seen, timeout_s=timeout_s)
 
     async def model_info(self) -> ModelInfo:
         """Model facts from the server's metadata and config (cached)."""
@@ -192,11 +152,7 @@ class AsyncClient:
             labels = _core.parse_labels(reply.outputs[info.output_name], info.num_classes)
             return _core.model_info_from(metadata, config, labels=labels, version=self.version)
 
-        info = await self._call(f"model info of {self.model!r}", fetch)
-        if info.input_datatype != "UINT8":
-            raise ModelNotReadyError(
-                f"model {self.model!r} takes {info.input_datatype}, not UINT8: not a medserve model"
-            )
+        info = self._check_medserve_model(await self._call(f"model info of {self.model!r}", fetch))
         self._info = info
         return info
 

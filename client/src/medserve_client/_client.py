@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -32,15 +32,15 @@ from typing import Any
 import numpy as np
 
 from medserve_client import _core
+from medserve_client._base import BaseClient
 from medserve_client._errors import (
     InvalidInputError,
     ModelNotReadyError,
     ServerUnavailableError,
 )
 from medserve_client._inputs import prepare_all
-from medserve_client._models import TLS, ModelInfo, Prediction, Retry, Timeout
+from medserve_client._models import ModelInfo, Prediction
 from medserve_client._pipeline import check_concurrency, ordered_map
-from medserve_client._preprocess import DEFAULT_MAX_PIXELS
 from medserve_client._retry import Deadline, call_with_retry
 from medserve_client._shm import ShmPool, pool_for, shm_request
 from medserve_client._transport import InferCall, Transport
@@ -48,7 +48,7 @@ from medserve_client._transport import InferCall, Transport
 log = logging.getLogger("medserve_client")
 
 
-class Client:
+class Client(BaseClient[Transport]):
     """A blocking medserve client over gRPC (default) or HTTP.
 
     Args:
@@ -74,50 +74,10 @@ class Client:
             (tests pass a fake one); by default one is opened on first use.
     """
 
-    def __init__(
-        self,
-        url: str = "127.0.0.1:8001",
-        *,
-        model: str = "medcnn",
-        version: str | int | None = None,
-        protocol: str | None = None,
-        timeout_s: float | Timeout = 30.0,
-        retries: int | Retry | None = None,
-        tls: TLS | None = None,
-        headers: Mapping[str, str] | None = None,
-        bearer_token: str | None = None,
-        send_encoded: bool = False,
-        shared_memory: bool = False,
-        max_concurrency: int = 8,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
-        transport: Transport | None = None,
-    ) -> None:
-        if max_concurrency < 1:
-            raise InvalidInputError(f"max_concurrency must be >= 1, got {max_concurrency}")
-        if send_encoded and shared_memory:
-            raise InvalidInputError("send_encoded and shared_memory cannot be combined")
-        self.endpoint = _core.build_endpoint(
-            url,
-            protocol=protocol,
-            timeout_s=timeout_s,
-            tls=tls,
-            headers=headers,
-            bearer_token=bearer_token,
-        )
-        self.model = model
-        self.version = None if version is None else str(version)
-        self.retry = Retry.coerce(retries)
-        self.send_encoded = send_encoded
-        self.shared_memory = shared_memory
-        self.max_concurrency = max_concurrency
-        self.max_pixels = max_pixels
-        self._transport = transport
+    def _init_state(self) -> None:
+        # Threads share a Client: the lock guards the caches, the pool and closing.
         self._lock = threading.RLock()
-        self._info: ModelInfo | None = None
-        self._encoded: _core.EncodedEntry | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._shm: ShmPool | None = None
-        self._closed = False
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -208,10 +168,7 @@ class Client:
             if deadline.remaining_s() <= poll_s:
                 break
             time.sleep(poll_s)
-        where = f"{self.endpoint.display_url} within {timeout_s:.3g} s"
-        if server_seen:
-            raise ModelNotReadyError(f"model {self.model!r} did not become ready at {where}")
-        raise ServerUnavailableError(f"no ready server at {where}; is tritonserver running?")
+        raise self._not_ready_error(server_seen=server_seen, timeout_s=timeout_s)
 
     def model_info(self) -> ModelInfo:
         """Input name, dtype and shape, labels, max batch size and version, from the server.
@@ -237,11 +194,7 @@ class Client:
             labels = _core.parse_labels(reply.outputs[info.output_name], info.num_classes)
             return _core.model_info_from(metadata, config, labels=labels, version=self.version)
 
-        info = self._call(f"model info of {self.model!r}", fetch)
-        if info.input_datatype != "UINT8":
-            raise ModelNotReadyError(
-                f"model {self.model!r} takes {info.input_datatype}, not UINT8: not a medserve model"
-            )
+        info = self._check_medserve_model(self._call(f"model info of {self.model!r}", fetch))
         with self._lock:
             self._info = info
         return info
