@@ -48,7 +48,7 @@ from bench_report import Measurement, aggregate, compute_ratios, write_outputs
 from bench_targets import ClientTarget, PayloadTarget, PeerTarget
 from medload_pool import ImagePool
 from medload_validate import ResponseValidator
-from naive_peer import PeerServer
+from naive_peer import PeerServer, free_port
 
 log = logging.getLogger("loadtest.bench")
 
@@ -197,16 +197,22 @@ class Bench:
         """Run one cell and record it."""
         target, stats_model = self._target(cell)
         try:
-            before = medload_stats.snapshot(self.stats) if stats_model else {}
+            snapshots: dict[str, dict[str, medload_stats.ModelCounters]] = {}
+
+            def on_window(edge: str) -> None:
+                # Triton's counters over the same window as the client's samples.
+                snapshots[edge] = medload_stats.snapshot(self.stats)
+
             result = run_closed_loop(
                 target.make_call,
                 concurrency=cell.concurrency,
                 duration_s=self.args.duration_s,
                 warmup_s=self.args.warmup_s,
+                on_window=on_window if stats_model else None,
             )
             server = None
             if stats_model:
-                windows = medload_stats.diff(before, medload_stats.snapshot(self.stats))
+                windows = medload_stats.diff(snapshots["start"], snapshots["end"])
                 if stats_model in windows:
                     server = windows[stats_model].to_dict()
                 entry = getattr(target, "model", stats_model)
@@ -270,7 +276,15 @@ def run(args: argparse.Namespace) -> int:
         server = stack.enter_context(
             LocalTriton(args.work / "repo", log_path=args.out / "tritonserver.log")
         )
-        peer.wait_ready()
+        try:
+            peer.wait_ready()
+        except RuntimeError as exc:
+            # Most likely another process took the free port between the check
+            # and gunicorn's bind (a shared machine): one more try on a new port.
+            log.warning("naive peer failed to start (%s); retrying on another port", exc)
+            peer.port = free_port()
+            peer.launch()
+            peer.wait_ready()
         bench = Bench(args, server.grpc_url, peer.url, models, labels, image_size)
         stack.callback(bench.close)
         bench.warm_up_peer()

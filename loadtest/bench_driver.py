@@ -71,6 +71,7 @@ def run_closed_loop(
     concurrency: int,
     duration_s: float,
     warmup_s: float = 2.0,
+    on_window: Callable[[str], None] | None = None,
 ) -> CellResult:
     """Drive ``concurrency`` callers for ``warmup_s + duration_s`` seconds.
 
@@ -80,6 +81,9 @@ def run_closed_loop(
         concurrency: Callers, each with one request in flight.
         duration_s: Measured seconds.
         warmup_s: Unmeasured seconds first (connections, the batcher settling).
+        on_window: Called with ``"start"`` and ``"end"`` from this thread when
+            the measurement window opens and closes (e.g. to snapshot Triton's
+            statistics over exactly the window).
     """
     if concurrency < 1 or duration_s <= 0:
         raise ValueError("concurrency and duration must be positive")
@@ -119,6 +123,10 @@ def run_closed_loop(
     now = time.perf_counter()
     window.extend([now + warmup_s, now + warmup_s + duration_s])
     start_gate.wait()
+    if on_window is not None:
+        for edge, at in zip(("start", "end"), window, strict=True):
+            time.sleep(max(0.0, at - time.perf_counter()))
+            on_window(edge)
     for thread in threads:
         thread.join()
     errors = [t.first_error for t in tallies if t.first_error]

@@ -76,7 +76,8 @@ def create_app(model_path: str | None = None) -> Any:
     return app
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (another process may take it later)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -97,7 +98,7 @@ class PeerServer:
     ) -> None:
         self.model_path = model_path.resolve()  # gunicorn runs in loadtest/ (--chdir)
         self.workers = workers
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.labels = labels
         self.start_timeout_s = start_timeout_s
         self.log_path = log_path
