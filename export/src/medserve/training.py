@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from medserve.batches import batches, evaluate
 from medserve.data import LabelledImages, list_image_folder, load_image_folder, synthetic_dataset
 from medserve.data.synthetic import GENERATOR_VERSION
 from medserve.errors import UsageError
-from medserve.metrics import accuracy, roc_auc
 from medserve.training_record import (
     MODEL_FILENAME,
     TRAINING_FILENAME,
@@ -268,8 +267,8 @@ def train(config: TrainConfig) -> TrainResult:
         metrics=["accuracy"],
     )
     history = model.fit(
-        _batches(train_set, config.batch_size, shuffle_seed=config.seed),
-        validation_data=_batches(validation_set, config.batch_size, shuffle_seed=None),
+        batches(train_set, config.batch_size, shuffle_seed=config.seed),
+        validation_data=batches(validation_set, config.batch_size, shuffle_seed=None),
         epochs=config.resolved_epochs(),
         callbacks=[
             keras.callbacks.EarlyStopping(
@@ -306,19 +305,6 @@ def train(config: TrainConfig) -> TrainResult:
     write_json_atomic(record_path, record)
     log.info("wrote %s and %s", model_path, record_path)
     return TrainResult(model_path, record_path, record, reused=False)
-
-
-def evaluate(model: keras.Model, data: LabelledImages, *, batch_size: int = 32) -> dict[str, float]:
-    """Accuracy, ROC AUC and categorical cross-entropy of ``model`` on ``data``."""
-    probabilities = model.predict(_batches(data, batch_size, shuffle_seed=None), verbose=0)
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    # Keras clips probabilities to [eps, 1 - eps] in its loss; do the same.
-    picked = np.clip(probabilities[np.arange(len(data)), data.labels], 1e-7, 1.0 - 1e-7)
-    return {
-        "val_accuracy": accuracy(data.labels, probabilities),
-        "val_roc_auc": roc_auc(data.labels, probabilities),
-        "val_loss": float(-np.mean(np.log(picked))),
-    }
 
 
 def build_record(
@@ -437,37 +423,3 @@ def _check_image_size(image_size: tuple[int, int], conv_blocks: int) -> None:
                 f"image size {tuple(image_size)} is too small for {conv_blocks} convolution "
                 "blocks; use a larger --image-size or fewer --filters"
             )
-
-
-def _batches(data: LabelledImages, batch_size: int, *, shuffle_seed: int | None) -> Any:
-    """A Keras ``PyDataset`` of float32 batches in [0, 1], reshuffled each epoch when seeded.
-
-    Images stay uint8 in memory; each batch is scaled on the fly (a quarter of
-    the memory of a float32 copy of the whole set).
-    """
-    import keras
-
-    onehot = keras.utils.to_categorical(data.labels, num_classes=len(data.label_names))
-
-    class _Batches(keras.utils.PyDataset):
-        def __init__(self) -> None:
-            super().__init__()
-            self._order = np.arange(len(data))
-            self._rng = np.random.default_rng(shuffle_seed)
-            if shuffle_seed is not None:
-                self._rng.shuffle(self._order)
-
-        def __len__(self) -> int:
-            return math.ceil(len(data) / batch_size)
-
-        def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-            rows = np.sort(self._order[index * batch_size : (index + 1) * batch_size])
-            # The same cast and scaling the exported graph applies to a uint8 request.
-            images = data.images[rows].astype(np.float32) / np.float32(255.0)
-            return images, onehot[rows]
-
-        def on_epoch_end(self) -> None:
-            if shuffle_seed is not None:
-                self._rng.shuffle(self._order)
-
-    return _Batches()
