@@ -33,13 +33,13 @@ from medserve.batches import batches, evaluate
 from medserve.data import LabelledImages, list_image_folder, load_image_folder, synthetic_dataset
 from medserve.data.synthetic import GENERATOR_VERSION
 from medserve.errors import UsageError
+from medserve.repository import sha256_file
 from medserve.training_record import (
     MODEL_FILENAME,
     TRAINING_FILENAME,
     record_matches,
     run_fingerprint,
     save_model_atomic,
-    sha256_file,
     sha256_text,
     write_json_atomic,
 )

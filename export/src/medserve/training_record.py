@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import medserve
+from medserve.repository import sha256_file, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +47,6 @@ def run_fingerprint(*, data_fingerprint: str, hyperparameters: Mapping[str, Any]
 def sha256_text(text: str) -> str:
     """Hex sha256 of a UTF-8 string."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_record(directory: Path) -> dict[str, Any] | None:
@@ -82,8 +74,7 @@ def record_matches(directory: Path, fingerprint: str) -> bool:
 
 def write_json_atomic(path: Path, document: Mapping[str, Any]) -> None:
     """Write ``document`` as indented JSON; NaN becomes null (JSON has no NaN)."""
-    text = json.dumps(_finite(document), indent=2, sort_keys=True) + "\n"
-    _write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_text_atomic(path, json.dumps(_finite(document), indent=2, sort_keys=True) + "\n")
 
 
 def save_model_atomic(model: Any, path: Path) -> None:
