@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from typing import Any
 
@@ -23,6 +24,8 @@ pytestmark = pytest.mark.k8s
 WORKLOAD_KINDS = {"Deployment", "Job", "Pod"}
 CLUSTER_SCOPED = {"Namespace"}
 CLIENT_LABEL = {"medserve.io/client": "true"}
+
+LOADTEST_DIR = REPO_ROOT / "loadtest"
 
 
 def workloads(render: Render) -> list[dict[str, Any]]:
@@ -231,7 +234,13 @@ def test_loadtest_component_runs_the_locustfiles_of_the_loadtest_folder(
     (config_map,) = render.of_kind("ConfigMap")
     for name, text in config_map["data"].items():
         assert text == (REPO_ROOT / "loadtest" / name).read_text(encoding="utf-8"), name
-    assert set(config_map["data"]) == {"locustfile_grpc.py", "locustfile_http.py"}
+    scenarios = {"locustfile_grpc.py", "locustfile_http.py"}
+    assert scenarios <= set(config_map["data"])
+    # Every module the scenarios import from their own folder is mounted beside them.
+    for name in scenarios:
+        source = (LOADTEST_DIR / name).read_text(encoding="utf-8")
+        for module in re.findall(r"^(?:from|import) ((?:medload_|shape_)\w+)", source, re.M):
+            assert f"{module}.py" in config_map["data"], f"{name} imports {module}"
     for deployment in ("locust-master", "locust-worker"):
         obj = render.one("Deployment", deployment)
         volume = next(v for v in pod_spec(obj)["volumes"] if "configMap" in v)
