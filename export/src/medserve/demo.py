@@ -129,7 +129,8 @@ def sample_inputs(work: Path) -> list[Path]:
     from medserve.data import write_synthetic_folder
 
     folder = work / "samples"
-    write_synthetic_folder(folder, 1, (224, 224), seed=2026, formats=("png", "jpeg"))
+    # Formats alternate per image: two per class give one PNG and one JPEG each.
+    write_synthetic_folder(folder, 2, (224, 224), seed=2026, formats=("png", "jpeg"))
     images = sorted(p for p in folder.rglob("*") if p.is_file())
     dicoms = [Path(str(get_testdata_file(name))) for name in DICOM_SAMPLES]
     return images + dicoms
