@@ -114,10 +114,7 @@ class TritonGrpcUser(User):
 
     def _inputs(self) -> list[Any]:
         batch = self.options.batch_size
-        if self.target.encoded:
-            data = self.pool.encoded(self.cursor, batch)
-        else:
-            data = self.pool.pixels(self.cursor, batch)
+        data = self.pool.batch(self.cursor, batch, encoded=self.target.encoded)
         self.cursor += batch
         tensor = grpcclient.InferInput(
             self.target.input_name, list(data.shape), self.target.input_datatype

@@ -83,10 +83,7 @@ class TritonHttpUser(FastHttpUser):
 
     def _body(self) -> tuple[bytes, dict[str, str]]:
         batch = self.options.batch_size
-        if self.target.encoded:
-            data = self.pool.encoded(self.cursor, batch)
-        else:
-            data = self.pool.pixels(self.cursor, batch)
+        data = self.pool.batch(self.cursor, batch, encoded=self.target.encoded)
         self.cursor += batch
         tensor = httpclient.InferInput(
             self.target.input_name, list(data.shape), self.target.input_datatype

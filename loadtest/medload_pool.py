@@ -137,3 +137,9 @@ class ImagePool:
         for row, index in enumerate(self._indices(start, batch_size)):
             blobs[row, 0] = self.encoded_all[index]
         return blobs
+
+    def batch(self, start: int, batch_size: int, *, encoded: bool) -> np.ndarray:
+        """:meth:`encoded` for the ensemble's bytes input, else :meth:`pixels`."""
+        if encoded:
+            return self.encoded(start, batch_size)
+        return self.pixels(start, batch_size)

@@ -89,7 +89,7 @@ def export_model_once(trained: Any, repo: Path) -> int:
     """
     from medserve.cli.export import resolve_labels
     from medserve.exporter import export_model
-    from medserve.model import load_classifier
+    from medserve.model import load_classifier, model_image_size
     from medserve.model_card import read_model_card
     from medserve.repository import existing_versions
     from medserve.spec import ModelSpec
@@ -111,8 +111,7 @@ def export_model_once(trained: Any, repo: Path) -> int:
 
     model = load_classifier(trained.model_path)
     labels = resolve_labels(None, None, trained.record, trained.model_path)
-    height, width = (int(d) for d in model.inputs[0].shape[1:3])
-    spec = ModelSpec(name=MODEL_NAME, labels=labels, image_size=(height, width))
+    spec = ModelSpec(name=MODEL_NAME, labels=labels, image_size=model_image_size(model))
     result = export_model(model, repo, spec, training_summary=trained.record)
     print(
         f"  exported {MODEL_NAME} version {result.version} "

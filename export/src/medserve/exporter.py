@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medserve.errors import MedServeError, UsageError
-from medserve.model import check_classifier
+from medserve.model import check_classifier, model_image_size
 from medserve.model_card import build_model_card, write_model_card
 from medserve.model_config import (
     CONFIG_KINDS,
@@ -186,7 +186,7 @@ def check_model_matches_spec(model: keras.Model, spec: ModelSpec) -> None:
         UsageError: naming the mismatch and the flag that fixes it.
     """
     check_classifier(model)
-    height, width = tuple(model.inputs[0].shape[1:3])
+    height, width = model_image_size(model)
     if (height, width) != spec.image_size:
         raise UsageError(
             f"the model takes {height}x{width} images but the spec says "

@@ -122,3 +122,9 @@ def check_classifier(model: keras.Model, *, source: str = "the model") -> None:
             f"{source} does not end in a softmax layer, so its output is not a "
             "probability vector; add keras.layers.Softmax() as the last layer"
         )
+
+
+def model_image_size(model: keras.Model) -> tuple[int, int]:
+    """``(height, width)`` of the images ``model`` takes (checked by :func:`check_classifier`)."""
+    shape = model.inputs[0].shape
+    return (int(shape[1]), int(shape[2]))

@@ -33,6 +33,7 @@ from medserve.batches import batches, evaluate
 from medserve.data import LabelledImages, list_image_folder, load_image_folder, synthetic_dataset
 from medserve.data.synthetic import GENERATOR_VERSION
 from medserve.errors import UsageError
+from medserve.model import model_image_size
 from medserve.repository import sha256_file
 from medserve.training_record import (
     MODEL_FILENAME,
@@ -233,7 +234,7 @@ def train(config: TrainConfig) -> TrainResult:
     # process-wide switch that slows some ops, so a library does not flip it.
     keras.utils.set_random_seed(config.seed)
     base = _load_base_model(config) if config.base_model is not None else None
-    image_size = _model_image_size(base) if base else (config.image_size or DEFAULT_IMAGE_SIZE)
+    image_size = model_image_size(base) if base else (config.image_size or DEFAULT_IMAGE_SIZE)
     if listing is not None:
         data = load_image_folder(listing, image_size)
     else:
@@ -386,7 +387,7 @@ def _load_base_model(config: TrainConfig) -> keras.Model:
 
     assert config.base_model is not None
     model = load_classifier(config.base_model)
-    size = _model_image_size(model)
+    size = model_image_size(model)
     if config.image_size is not None and size != tuple(config.image_size):
         raise UsageError(
             f"model file {config.base_model} takes {size[0]}x{size[1]} images but image size "
@@ -404,11 +405,6 @@ def _check_output_width(model: keras.Model, labels: tuple[str, ...], config: Tra
             f"model file {config.base_model} outputs {width} classes but the data has "
             f"{len(labels)} ({', '.join(labels)}); fine-tune a model with one output per class"
         )
-
-
-def _model_image_size(model: keras.Model) -> tuple[int, int]:
-    shape = model.inputs[0].shape
-    return (int(shape[1]), int(shape[2]))
 
 
 def _check_image_size(image_size: tuple[int, int], conv_blocks: int) -> None:

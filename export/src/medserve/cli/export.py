@@ -61,18 +61,17 @@ def run(args: argparse.Namespace) -> int:
     """Export, verify, and print one line per passed check."""
     quiet_tensorflow()
     from medserve.exporter import export_model
-    from medserve.model import load_classifier
+    from medserve.model import load_classifier, model_image_size
     from medserve.model_config import ServingOptions
     from medserve.spec import ModelSpec
 
     summary = read_training_summary(args.model)
     model = load_classifier(args.model)
     labels = resolve_labels(args.labels, args.labels_file, summary, args.model)
-    height, width = (int(d) for d in model.inputs[0].shape[1:3])
     spec = ModelSpec(
         name=args.name,
         labels=labels,
-        image_size=(height, width),
+        image_size=model_image_size(model),
         max_batch_size=args.max_batch_size,
     )
     options = ServingOptions(
