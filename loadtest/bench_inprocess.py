@@ -1,20 +1,23 @@
-"""The benchmark's limit: the served SavedModel called in-process at its best batch size.
+"""The benchmark's limit: the served model called in-process at its best batch size.
 
 Usage::
 
     python loadtest/bench_inprocess.py model_repository/medcnn/1/model.savedmodel \\
-        --batch-sizes 1,8,16,32,64 --duration-s 5          # prints JSON
+        --batch-sizes 1,8,16,32,64 --duration-s 5          # TensorFlow, prints JSON
+    python loadtest/bench_inprocess.py model_repository/medcnn/1/model.onnx   # onnxruntime
 
     limit = measure_limit(Path(".../model.savedmodel"), batch_sizes=(1, 16, 32), duration_s=3)
-    limit["best_images_per_s"], limit["best_batch_size"]
+    limit["best_images_per_s"], limit["best_batch_size"], limit["runtime"]
 
-No server, no network, no serialisation: the ``serving_default`` signature
-(uint8 in, probabilities out, the same graph Triton's Python backend runs) is
-called back to back on a uint8 batch already in memory. The thread pools are
-those the backend gives a single instance (intra-op = the CPUs, inter-op = 1;
-see ``medserve/triton_backend/model.py``), so the served path and its limit
-run the same TensorFlow configuration. The benchmark runs this in its own
-process so TensorFlow never shares one with the load generator.
+No server, no network, no serialisation: the SavedModel's ``serving_default``
+signature, or ``model.onnx`` in an onnxruntime session (uint8 in,
+probabilities out, what Triton's Python backend runs under either ``runtime``
+of ``configs/local.pbtxt``), is called back to back on a uint8 batch already
+in memory. The thread pools are those the backend gives a single instance
+(intra-op = the CPUs, inter-op = 1; see ``medserve/triton_backend/model.py``),
+so the served path and its limit run the same configuration. The benchmark
+runs this in its own process so neither runtime shares one with the load
+generator.
 """
 
 from __future__ import annotations
@@ -39,6 +42,40 @@ def _configure_threads(intra_op: int, inter_op: int) -> Any:
     return tf
 
 
+def _onnx_limit(
+    path: Path,
+    batch_sizes: Sequence[int],
+    duration_s: float,
+    intra_op: int,
+    inter_op: int,
+    seed: int,
+) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op
+    options.inter_op_num_threads = inter_op
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    (model_input,) = session.get_inputs()
+    height, width, channels = (int(d) for d in model_input.shape[1:])
+    rng = np.random.default_rng(seed)
+    per_batch: dict[str, float] = {}
+    for batch in batch_sizes:
+        feed = {model_input.name: rng.integers(0, 256, (batch, height, width, channels), np.uint8)}
+        session.run(None, feed)  # Warm-up: allocation is not throughput.
+        images = 0
+        started = time.perf_counter()
+        while (elapsed := time.perf_counter() - started) < duration_s:
+            session.run(None, feed)
+            images += batch
+        per_batch[str(batch)] = round(images / elapsed, 3)
+    return {
+        "runtime": f"onnxruntime {ort.__version__}",
+        "input": {"name": model_input.name, "shape": [height, width, channels], "dtype": "uint8"},
+        "images_per_s": per_batch,
+    }
+
+
 def measure_limit(
     savedmodel: Path,
     *,
@@ -48,10 +85,11 @@ def measure_limit(
     inter_op: int = 1,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Images per second of the SavedModel at each batch size, and the best.
+    """Images per second of the model at each batch size, and the best.
 
     Args:
-        savedmodel: A ``model.savedmodel`` directory with ``serving_default``.
+        savedmodel: A ``model.savedmodel`` directory with ``serving_default``,
+            or a ``model.onnx`` file (run with onnxruntime).
         batch_sizes: Batch sizes to try, each for ``duration_s`` after one
             untimed warm-up call (the first call traces the graph).
         duration_s: Timed seconds per batch size.
@@ -60,6 +98,9 @@ def measure_limit(
         seed: Seed of the random pixels.
     """
     cpus = len(os.sched_getaffinity(0))
+    if savedmodel.suffix == ".onnx":
+        found = _onnx_limit(savedmodel, batch_sizes, duration_s, intra_op or cpus, inter_op, seed)
+        return _summary(savedmodel, found, intra_op or cpus, inter_op, duration_s)
     tf = _configure_threads(intra_op or cpus, inter_op)
     loaded = tf.saved_model.load(str(savedmodel))
     fn = loaded.signatures["serving_default"]
@@ -79,13 +120,24 @@ def measure_limit(
                 output.numpy()  # Results reach host memory, as a server would send them.
             images += batch
         per_batch[str(batch)] = round(images / elapsed, 3)
+    found = {
+        "runtime": f"tensorflow {tf.__version__}",
+        "input": {"name": input_name, "shape": [height, width, channels], "dtype": spec.dtype.name},
+        "images_per_s": per_batch,
+    }
+    return _summary(savedmodel, found, intra_op or cpus, inter_op, duration_s)
+
+
+def _summary(
+    artifact: Path, found: dict[str, Any], intra_op: int, inter_op: int, duration_s: float
+) -> dict[str, Any]:
+    per_batch = found["images_per_s"]
     best = max(per_batch, key=lambda k: per_batch[k])
     return {
-        "savedmodel": str(savedmodel),
-        "input": {"name": input_name, "shape": [height, width, channels], "dtype": spec.dtype.name},
-        "threads": {"intra_op": intra_op or cpus, "inter_op": inter_op},
+        "savedmodel": str(artifact),  # The key bench.py reads; an .onnx path for onnxruntime.
+        **found,
+        "threads": {"intra_op": intra_op, "inter_op": inter_op},
         "duration_s_per_batch_size": duration_s,
-        "images_per_s": per_batch,
         "best_batch_size": int(best),
         "best_images_per_s": per_batch[best],
     }

@@ -13,10 +13,13 @@ Fixtures:
         medcnn_preprocess, medcnn_encoded), the same layout as production.
     savedmodel_reference: the same SavedModels called in-process (the expected outputs).
     local_triton: ONE started :class:`~medserve.local_triton.LocalTriton` for the
-        session, on ``served_repo`` plus a test-only model
+        session, on ``served_repo`` plus test-only models:
         ``medcnn_preprocess_batched`` (the decoder with dynamic batching, to
         exercise the backend's batched call and its per-request fallback),
-        described by ``batched_decoder``.
+        described by ``batched_decoder``; and, described by ``second_runtime``,
+        the classifier under the runtime ``configs/local.pbtxt`` does not use
+        (so both runtimes are served side by side) and the Pillow decoder of
+        the ONNX configs on the Python backend.
     stats_watcher: diffs Triton's statistics of a model over a block of requests.
     start_server: a factory for short-lived servers of the fault tests, each
         stopped at teardown.
@@ -54,6 +57,9 @@ BATCHED_DECODER = "medcnn_preprocess_batched"
 BATCHED_DECODER_SIZE = 8
 BATCHED_DECODER_DELAY_US = 3_000_000
 BATCHED_DECODER_INTRA_OP_THREADS = 1
+PILLOW_DECODER = "medcnn_preprocess_pillow"
+# Above the tiny model's 32x32 input, below the 64x64 images the cap test sends.
+PILLOW_DECODER_MAX_PIXELS = 4000
 
 _session_roots: set[Path] = set()
 
@@ -100,6 +106,74 @@ class BatchedDecoder:
 def batched_decoder() -> BatchedDecoder:
     """Name and batching of ``medcnn_preprocess_batched`` (input ``image_bytes``)."""
     return BatchedDecoder()
+
+
+@dataclass(frozen=True)
+class SecondRuntime:
+    """The test-only models that serve what ``configs/local.pbtxt`` does not.
+
+    Attributes:
+        classifier: The classifier's copy running ``runtime``.
+        runtime: The runtime the exported ``local.pbtxt`` does not name.
+        pillow_decoder: The decoder of ``configs/onnx-cpu.pbtxt`` (Pillow).
+        max_pixels: The pixel cap the Pillow decoder is served with here.
+    """
+
+    classifier: str
+    runtime: str
+    pillow_decoder: str = PILLOW_DECODER
+    max_pixels: int = PILLOW_DECODER_MAX_PIXELS
+
+
+@pytest.fixture(scope="session")
+def second_runtime(served_repo: Path, served_spec: ModelSpec) -> SecondRuntime:
+    """Names of the second-runtime classifier and the Pillow decoder on the session server."""
+    local = _read_config(served_repo / served_spec.name / "configs" / "local.pbtxt")
+    other = (
+        "tensorflow" if local.parameters["runtime"].string_value == "onnxruntime" else "onnxruntime"
+    )
+    return SecondRuntime(classifier=f"{served_spec.name}_{other}", runtime=other)
+
+
+def _read_config(path: Path) -> Any:
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+def _serve_config_as_local(model_dir: Path, source: Path, edit: Callable[[Any], None]) -> None:
+    """Make ``source`` (edited) the model's only config, under the local server's name."""
+    from google.protobuf import text_format
+
+    config = _read_config(source)
+    edit(config)
+    for path in (model_dir / "configs").iterdir():
+        path.unlink()
+    (model_dir / "configs" / "local.pbtxt").write_text(text_format.MessageToString(config))
+    (model_dir / "config.pbtxt").unlink(missing_ok=True)
+
+
+def _second_runtime_repo(
+    served_repo: Path, spec: ModelSpec, second: SecondRuntime, target: Path
+) -> None:
+    """Add the second-runtime classifier and the Pillow decoder to ``target``."""
+    classifier = target / second.classifier
+    shutil.copytree(served_repo / spec.name, classifier)
+
+    def flip_runtime(config: Any) -> None:
+        config.name = second.classifier
+        config.parameters["runtime"].string_value = second.runtime
+
+    _serve_config_as_local(classifier, classifier / "configs" / "local.pbtxt", flip_runtime)
+    decoder = target / second.pillow_decoder
+    shutil.copytree(served_repo / (spec.name + "_preprocess"), decoder)
+
+    def rename_and_cap(config: Any) -> None:
+        config.name = second.pillow_decoder
+        config.parameters["max_pixels"].string_value = str(second.max_pixels)
+
+    _serve_config_as_local(decoder, decoder / "configs" / "onnx-cpu.pbtxt", rename_and_cap)
 
 
 @dataclass(frozen=True)
@@ -224,11 +298,15 @@ def _batched_decoder_repo(served_repo: Path, spec: ModelSpec, target: Path) -> P
 
 @pytest.fixture(scope="session")
 def local_triton(
-    served_repo: Path, served_spec: ModelSpec, tmp_path_factory: pytest.TempPathFactory
+    served_repo: Path,
+    served_spec: ModelSpec,
+    second_runtime: SecondRuntime,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[LocalTriton]:
-    """The session's server: ``served_repo`` plus the test-only batched decoder."""
+    """The session's server: ``served_repo`` plus the test-only models."""
     root = tmp_path_factory.mktemp("session_server")
     extra = _batched_decoder_repo(served_repo, served_spec, root / "test_models")
+    _second_runtime_repo(served_repo, served_spec, second_runtime, extra)
     server = LocalTriton(
         served_repo,
         startup_timeout_s=STARTUP_TIMEOUT_S,

@@ -179,7 +179,7 @@ def test_http_health_and_metrics_endpoints_answer(
 
 def _thread_pools_logged(log_text: str, model: str) -> tuple[int, int, int, int]:
     pattern = (
-        rf"{re.escape(model)}: TensorFlow \S+, intra_op_threads=(\d+), "
+        rf"{re.escape(model)}: (?:TensorFlow|onnxruntime) \S+, intra_op_threads=(\d+), "
         rf"inter_op_threads=(\d+) \((\d+) CPUs, (\d+) instance"
     )
     match = re.search(pattern, log_text)

@@ -23,7 +23,7 @@ def _roundtrip(config: mc.ModelConfig) -> mc.ModelConfig:
     return text_format.Parse(to_text(config), mc.ModelConfig())
 
 
-@pytest.mark.parametrize("kind", ["gpu", "cpu", "local"])
+@pytest.mark.parametrize("kind", ["gpu", "cpu", "local", "onnx-gpu", "onnx-cpu"])
 def test_classifier_config_parses_back_to_the_same_message(kind: str) -> None:
     config = classifier_config(SPEC, kind)  # type: ignore[arg-type]
     assert _roundtrip(config) == config
@@ -104,7 +104,7 @@ def test_tensorrt_fp16_appears_only_when_asked_and_only_on_gpu() -> None:
         "precision_mode": "FP16",
         "max_workspace_size_bytes": str(1 << 28),
     }
-    for kind in ("cpu", "local"):
+    for kind in ("cpu", "local", "onnx-cpu"):
         assert not classifier_config(SPEC, kind, options).HasField("optimization")  # type: ignore[arg-type]
 
 

@@ -9,11 +9,17 @@ Usage::
 One export writes three models that share a version number where they have
 versions (see ``model_repository/README.md``)::
 
-    <repo>/<name>/             classifier: config.pbtxt, configs/{cpu,local}.pbtxt,
-                               labels.txt, medserve_spec.json, <v>/{model.savedmodel,
-                               model.py, expected_io.npz, model_card.json}
-    <repo>/<name>_preprocess/  decode + resize, no weights, same layout
+    <repo>/<name>/             classifier: config.pbtxt, configs/{cpu,local,onnx-gpu,
+                               onnx-cpu}.pbtxt, labels.txt, medserve_spec.json,
+                               <v>/{model.savedmodel, model.onnx, model.py,
+                               expected_io.npz, model_card.json}
+    <repo>/<name>_preprocess/  decode + resize, no weights, same layout, plus the
+                               Pillow decoder decode_pillow.py for the ONNX configs
     <repo>/<name>_encoded/     ensemble: image_bytes -> preprocess -> classifier
+
+``formats`` chooses the classifier artifacts: the SavedModel always (it is
+``config.pbtxt``'s), ``model.onnx`` unless the user asks for the SavedModel
+alone; the ONNX configs are written only with ``model.onnx``.
 
 Order of writes, so an interruption never leaves a version Triton would load
 half-written: both version directories are built in hidden ``.tmp-*``
@@ -27,7 +33,7 @@ from __future__ import annotations
 
 import io
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,15 +42,18 @@ from medserve.errors import MedServeError, UsageError
 from medserve.model import check_classifier, model_image_size
 from medserve.model_card import build_model_card, write_model_card
 from medserve.model_config import (
-    CONFIG_KINDS,
+    ONNX_KINDS,
+    PILLOW_DECODER_FILENAME,
     ServingOptions,
     classifier_config,
+    config_kinds,
     config_path,
     ensemble_config,
     preprocess_config,
     preprocess_name,
     to_text,
 )
+from medserve.onnx_export import write_classifier_onnx
 from medserve.repository import (
     choose_version,
     commit_directories,
@@ -53,14 +62,22 @@ from medserve.repository import (
     write_text_atomic,
 )
 from medserve.savedmodel import write_classifier_savedmodel, write_preprocess_savedmodel
-from medserve.spec import LABELS_FILENAME, SAVEDMODEL_DIRNAME, SPEC_FILENAME, ModelSpec
+from medserve.spec import (
+    LABELS_FILENAME,
+    ONNX_FILENAME,
+    SAVEDMODEL_DIRNAME,
+    SPEC_FILENAME,
+    ModelSpec,
+)
 from medserve.verify import (
     EXPECTED_IO_FILENAME,
     VerifyReport,
     check_classifier_savedmodel,
     check_preprocess_savedmodel,
+    onnx_precheck_key,
     verify_repository,
 )
+from medserve.verify_onnx import check_classifier_onnx
 
 if TYPE_CHECKING:
     import keras
@@ -74,6 +91,7 @@ EXPECTED_BATCH = 4
 EXPECTED_SEED = 20240229
 TEMPLATE_PACKAGE = "medserve.triton_backend"
 TEMPLATE_FILENAME = "model.py"
+FORMATS = ("savedmodel", "onnx")
 
 
 @dataclass(frozen=True)
@@ -106,6 +124,7 @@ def export_model(
     force: bool = False,
     training_summary: dict[str, Any] | None = None,
     options: ServingOptions | None = None,
+    formats: tuple[str, ...] = FORMATS,
 ) -> ExportResult:
     """Export ``model`` into the Triton repository ``repo`` and verify it.
 
@@ -116,14 +135,20 @@ def export_model(
         version: Version to write; default the next free one.
         force: Replace ``version`` if it already exists.
         training_summary: ``training.json`` of the training run, for the card.
-        options: Batching, queue and TF-TRT settings of the configs.
+        options: Batching, queue and TensorRT settings of the configs.
+        formats: Classifier artifacts to write: ``"savedmodel"`` (required)
+            and ``"onnx"``.
 
     Raises:
-        UsageError: The model does not fit ``spec``, ``repo`` is a file, or
-            ``version`` exists and ``force`` is off.
+        UsageError: The model does not fit ``spec``, cannot be converted to
+            ONNX, ``repo`` is a file, ``formats`` is invalid, or ``version``
+            exists and ``force`` is off.
         VerificationError: The written repository failed a check.
     """
     options = options or ServingOptions()
+    with_onnx = check_formats(formats)
+    if not with_onnx and options.local_runtime == "onnxruntime":
+        options = replace(options, local_runtime="tensorflow")
     check_model_matches_spec(model, spec)
     options.batch_sizes_for(spec.max_batch_size)  # Fail on bad sizes before writing.
     repo = prepare_repository(repo)
@@ -140,9 +165,20 @@ def export_model(
     with staged_directory(model_dir) as cls_tmp, staged_directory(prep_dir) as prep_tmp:
         log.info("writing %s version %d", spec.name, number)
         write_classifier_savedmodel(model, cls_tmp / SAVEDMODEL_DIRNAME, spec)
+        extra: dict[str, Any] = {
+            "serving": _options_summary(options),
+            "expected_io": EXPECTED_IO_FILENAME,
+            "formats": [name for name in FORMATS if name in formats],
+        }
+        if with_onnx:
+            extra["onnx"] = write_classifier_onnx(model, cls_tmp / ONNX_FILENAME, spec)
         (cls_tmp / TEMPLATE_FILENAME).write_bytes(template)
         _write_expected_io(cls_tmp, spec, expected_input, _keras_outputs(model, expected_input))
         prechecked = {spec.name: check_classifier_savedmodel(cls_tmp, spec, reference_model=model)}
+        if with_onnx:
+            prechecked[onnx_precheck_key(spec.name)] = check_classifier_onnx(
+                cls_tmp, spec, reference_model=model, recorded_opset=extra["onnx"]["opset"]
+            )
         write_model_card(
             cls_tmp,
             build_model_card(
@@ -151,13 +187,14 @@ def export_model(
                 version=number,
                 role="classifier",
                 training_summary=training_summary,
-                extra={"serving": _options_summary(options), "expected_io": EXPECTED_IO_FILENAME},
+                extra=extra,
             ),
         )
 
         log.info("writing %s version %d", preprocess_name(spec), number)
         write_preprocess_savedmodel(prep_tmp / SAVEDMODEL_DIRNAME, spec)
         (prep_tmp / TEMPLATE_FILENAME).write_bytes(template)
+        (prep_tmp / PILLOW_DECODER_FILENAME).write_bytes(_backend_file(PILLOW_DECODER_FILENAME))
         prechecked[prep_dir.name] = check_preprocess_savedmodel(prep_tmp, spec)
         write_model_card(prep_tmp, build_model_card(None, spec, version=number, role="preprocess"))
 
@@ -165,7 +202,7 @@ def export_model(
             [(cls_tmp, model_dir / str(number)), (prep_tmp, prep_dir / str(number))], force=force
         )
 
-    _write_top_level(spec, options, model_dir, prep_dir, ens_dir)
+    _write_top_level(spec, options, model_dir, prep_dir, ens_dir, with_onnx=with_onnx)
     report = verify_repository(
         repo, model_name=spec.name, version=number, reference_model=model, prechecked=prechecked
     )
@@ -200,12 +237,45 @@ def check_model_matches_spec(model: keras.Model, spec: ModelSpec) -> None:
         )
 
 
+def check_formats(formats: tuple[str, ...]) -> bool:
+    """Check the requested artifacts; return whether ``model.onnx`` is among them.
+
+    Raises:
+        UsageError: An unknown format, or no SavedModel (``config.pbtxt`` serves it).
+    """
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise UsageError(
+            f"unknown export format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}"
+        )
+    if "savedmodel" not in formats:
+        raise UsageError(
+            "--formats must include savedmodel: config.pbtxt (Triton's TensorFlow backend) "
+            "and the local TensorFlow runtime serve it"
+        )
+    return "onnx" in formats
+
+
 def _write_top_level(
-    spec: ModelSpec, options: ServingOptions, model_dir: Path, prep_dir: Path, ens_dir: Path
+    spec: ModelSpec,
+    options: ServingOptions,
+    model_dir: Path,
+    prep_dir: Path,
+    ens_dir: Path,
+    *,
+    with_onnx: bool,
 ) -> None:
-    """Replace configs, labels and spec of the three models, each atomically."""
+    """Replace configs, labels and spec of the three models, each atomically.
+
+    Without ``model.onnx`` the ONNX configs of an earlier export are removed:
+    they would point Triton at a version that has no ONNX file.
+    """
     labels = "".join(f"{label}\n" for label in spec.labels)
-    for kind in CONFIG_KINDS:
+    if not with_onnx:
+        for kind in ONNX_KINDS:
+            config_path(model_dir, kind).unlink(missing_ok=True)
+            config_path(prep_dir, kind).unlink(missing_ok=True)
+    for kind in config_kinds(onnx=with_onnx):
         write_text_atomic(
             config_path(model_dir, kind), to_text(classifier_config(spec, kind, options))
         )
@@ -222,11 +292,16 @@ def _write_top_level(
 
 def _backend_template() -> bytes:
     """The Python-backend ``model.py`` shipped in ``medserve.triton_backend``."""
+    return _backend_file(TEMPLATE_FILENAME)
+
+
+def _backend_file(name: str) -> bytes:
+    """A Python-backend model file shipped in ``medserve.triton_backend``."""
     try:
-        return (files(TEMPLATE_PACKAGE) / TEMPLATE_FILENAME).read_bytes()
+        return (files(TEMPLATE_PACKAGE) / name).read_bytes()
     except (ModuleNotFoundError, FileNotFoundError) as exc:
         raise MedServeError(
-            f"the Python-backend template {TEMPLATE_PACKAGE}/{TEMPLATE_FILENAME} is missing "
+            f"the Python-backend file {TEMPLATE_PACKAGE}/{name} is missing "
             "from the installed medserve package; reinstall it with `make venv`"
         ) from exc
 

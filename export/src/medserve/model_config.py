@@ -10,14 +10,27 @@ Usage::
 Every config is a protobuf message (``tritonclient.grpc.model_config_pb2``)
 printed with ``text_format``, so a misspelt field fails here, not on the server.
 
-Three deployments share one artifact and one set of tensor names:
+Five deployments share one model, exported twice, and one set of tensor names:
 
 - ``gpu`` (``config.pbtxt``): TensorFlow backend (``tensorflow_savedmodel``) on
-  ``KIND_GPU``, optionally with TF-TRT FP16.
+  ``KIND_GPU``, optionally with TF-TRT FP16. Triton up to 25.02 only.
 - ``cpu`` (``configs/cpu.pbtxt``): the same on ``KIND_CPU``.
+- ``onnx-gpu`` (``configs/onnx-gpu.pbtxt``): ``model.onnx`` on the
+  ``onnxruntime`` backend, ``KIND_GPU``, TensorRT execution accelerator (FP16,
+  engine and timing caches, one optimization profile for batch 1..max) with
+  ONNX Runtime's CUDA provider as the fallback for what TensorRT cannot run.
+  For current Triton (26.09), which has no TensorFlow backend.
+- ``onnx-cpu`` (``configs/onnx-cpu.pbtxt``): ``model.onnx`` on ``onnxruntime``, ``KIND_CPU``.
 - ``local`` (``configs/local.pbtxt``): the Python backend on ``KIND_CPU``; its
-  ``model.py`` runs the same SavedModel with TensorFlow. The local server has
-  no TensorFlow backend, only the Python one.
+  ``model.py`` runs the SavedModel with TensorFlow or ``model.onnx`` with
+  onnxruntime (config parameter ``runtime``). The local server has neither
+  backend, only the Python one.
+
+The decoder (``<name>_preprocess``) is a TensorFlow SavedModel under ``gpu``,
+``cpu`` and ``local``; under ``onnx-gpu`` and ``onnx-cpu`` it is a Python-backend
+model that decodes with Pillow (``decode_pillow.py``), so a Triton without the
+TensorFlow backend serves the encoded path too. It refuses an image whose
+header declares more than ``max_pixels`` pixels before decoding it.
 
 With ``max_batch_size > 0`` Triton adds the batch dimension itself, so ``dims``
 never include it (``[224, 224, 3]``, not ``[-1, 224, 224, 3]``).
@@ -33,13 +46,32 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from medserve.errors import UsageError, VerificationError
-from medserve.spec import LABELS_FILENAME, ModelSpec
+from medserve.spec import LABELS_FILENAME, ONNX_FILENAME, ModelSpec
 
-ConfigKind = Literal["gpu", "cpu", "local"]
-CONFIG_KINDS: tuple[ConfigKind, ...] = ("gpu", "cpu", "local")
+ConfigKind = Literal["gpu", "cpu", "local", "onnx-gpu", "onnx-cpu"]
+CONFIG_KINDS: tuple[ConfigKind, ...] = ("gpu", "cpu", "local", "onnx-gpu", "onnx-cpu")
+ONNX_KINDS: tuple[ConfigKind, ...] = ("onnx-gpu", "onnx-cpu")
+Runtime = Literal["tensorflow", "onnxruntime"]
+RUNTIMES: tuple[Runtime, ...] = ("tensorflow", "onnxruntime")
+# Which runtime configs/local.pbtxt runs when the version has both artifacts.
+# onnxruntime: in process on the 2-core development machine it ran the
+# reference 224x224 CNN faster than TensorFlow at every batch size measured
+# (see the README, "Two runtimes", for the command, the date and the figures).
+LOCAL_RUNTIME: Runtime = "onnxruntime"
+RUNTIME_PARAMETER = "runtime"
+# The decoders' pixel cap, a config parameter read before decoding.
+MAX_PIXELS_PARAMETER = "max_pixels"
+# Default cap: Pillow's own decompression-bomb limit (Image.MAX_IMAGE_PIXELS),
+# the one the client library applies too; a 224x224 model never needs more.
+DEFAULT_MAX_PIXELS = 89_478_485
+PILLOW_DECODER_FILENAME = "decode_pillow.py"
 PREPROCESS_SUFFIX = "_preprocess"
 TF_PLATFORM = "tensorflow_savedmodel"
 PYTHON_BACKEND = "python"
+ONNX_BACKEND = "onnxruntime"
+# Where TensorRT writes its engines and timing cache under onnx-gpu: a
+# writable path (the pods' root filesystem is read-only, /tmp is a volume).
+DEFAULT_TRT_CACHE_PATH = "/tmp/tensorrt-cache"
 ENSEMBLE_PLATFORM = "ensemble"
 # Name of the tensor between the two ensemble steps (internal to the ensemble).
 ENSEMBLE_IMAGE_TENSOR = "decoded_image"
@@ -48,6 +80,11 @@ ENSEMBLE_IMAGE_TENSOR = "decoded_image"
 def config_path(model_dir: Path, kind: ConfigKind) -> Path:
     """Where the config of ``kind`` lives: ``config.pbtxt`` or ``configs/<kind>.pbtxt``."""
     return model_dir / "config.pbtxt" if kind == "gpu" else model_dir / "configs" / f"{kind}.pbtxt"
+
+
+def config_kinds(*, onnx: bool) -> tuple[ConfigKind, ...]:
+    """The configs a repository holds: the ONNX ones only when ``model.onnx`` was exported."""
+    return tuple(kind for kind in CONFIG_KINDS if onnx or kind not in ONNX_KINDS)
 
 
 def preprocess_name(spec: ModelSpec) -> str:
@@ -70,8 +107,14 @@ class ServingOptions:
             rejected (clients may ask for a shorter timeout).
         gpu_instances: Model instances per GPU in ``config.pbtxt``.
         cpu_instances: Model instances in the CPU and local configs.
-        tensorrt_fp16: Add the TF-TRT FP16 accelerator to ``config.pbtxt``.
-        tensorrt_workspace_bytes: TF-TRT ``max_workspace_size_bytes``.
+        tensorrt_fp16: Add the TF-TRT FP16 accelerator to ``config.pbtxt``
+            (``onnx-gpu`` always runs TensorRT in FP16).
+        tensorrt_workspace_bytes: TensorRT ``max_workspace_size_bytes`` (both).
+        trt_cache_path: Directory for TensorRT engines and timing cache under
+            ``onnx-gpu``; must be writable by the server.
+        local_runtime: What ``configs/local.pbtxt`` runs: ``"onnxruntime"``
+            (``model.onnx``) or ``"tensorflow"`` (the SavedModel).
+        max_pixels: The decoders' cap on decoded pixels (width x height).
     """
 
     max_queue_delay_us: int = 1000
@@ -82,8 +125,19 @@ class ServingOptions:
     cpu_instances: int = 1
     tensorrt_fp16: bool = False
     tensorrt_workspace_bytes: int = 1 << 30
+    trt_cache_path: str = DEFAULT_TRT_CACHE_PATH
+    local_runtime: Runtime = LOCAL_RUNTIME
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
+        if self.local_runtime not in RUNTIMES:
+            raise UsageError(
+                f"local_runtime must be one of {', '.join(RUNTIMES)}, got {self.local_runtime!r}"
+            )
+        if self.max_pixels < 1:
+            raise UsageError(f"max_pixels must be at least 1, got {self.max_pixels}")
+        if not self.trt_cache_path.startswith("/"):
+            raise UsageError(f"trt_cache_path must be absolute, got {self.trt_cache_path!r}")
         if not 0 <= self.max_queue_delay_us <= 10_000_000:
             raise UsageError(
                 f"max_queue_delay_us must be in 0..10000000, got {self.max_queue_delay_us}"
@@ -121,11 +175,16 @@ def classifier_config(
 
     Args:
         spec: Tensor names, input size, labels and ``max_batch_size``.
-        kind: ``"gpu"``, ``"cpu"`` or ``"local"``.
+        kind: One of :data:`CONFIG_KINDS`.
         options: Batching and acceleration settings (defaults when ``None``).
     """
     options = options or ServingOptions()
     config = _base_config(spec.name, kind, spec.max_batch_size)
+    if kind in ONNX_KINDS:
+        config.backend = ONNX_BACKEND
+        config.default_model_filename = ONNX_FILENAME
+    elif kind == "local":
+        config.parameters[RUNTIME_PARAMETER].string_value = options.local_runtime
     config.input.add(name=spec.input_name, data_type=mc.TYPE_UINT8, dims=list(spec.input_shape))
     config.output.add(
         name=spec.output_name,
@@ -141,7 +200,7 @@ def classifier_config(
     policy.timeout_action = mc.ModelQueuePolicy.REJECT
     policy.default_timeout_microseconds = options.queue_timeout_us
     policy.allow_timeout_override = True
-    if kind == "gpu":
+    if kind in ("gpu", "onnx-gpu"):
         config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_GPU, count=options.gpu_instances)
     else:
         config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=options.cpu_instances)
@@ -159,7 +218,41 @@ def classifier_config(
         )
         accelerator.parameters["precision_mode"] = "FP16"
         accelerator.parameters["max_workspace_size_bytes"] = str(options.tensorrt_workspace_bytes)
+    if kind == "onnx-gpu":
+        _add_onnx_tensorrt(config, spec, options)
     return config
+
+
+def _add_onnx_tensorrt(config: mc.ModelConfig, spec: ModelSpec, options: ServingOptions) -> None:
+    """TensorRT first, ONNX Runtime's CUDA provider as the fallback.
+
+    Parameter names are those of Triton's onnxruntime backend
+    (onnxruntime_backend README, "ONNX Runtime with TensorRT optimization",
+    and ``src/onnxruntime.cc``, which rejects unknown keys). The backend
+    always appends the CUDA provider after TensorRT; the explicit ``cuda``
+    entry says so in the config. One optimization profile covers batch 1 to
+    ``max_batch_size`` (a dynamic batch needs one, onnxruntime #17434); the
+    warm-up at both ends builds the engine before the model reports ready,
+    and the engine cache keeps it for the next start of the pod.
+    """
+    accelerators = config.optimization.execution_accelerators.gpu_execution_accelerator
+    trt = accelerators.add(name="tensorrt")
+    shape = "x".join(str(dim) for dim in spec.input_shape)
+    sizes = options.batch_sizes_for(spec.max_batch_size)
+    profile = {
+        "trt_profile_min_shapes": 1,
+        "trt_profile_opt_shapes": sizes[len(sizes) // 2],
+        "trt_profile_max_shapes": spec.max_batch_size,
+    }
+    trt.parameters["precision_mode"] = "FP16"
+    trt.parameters["max_workspace_size_bytes"] = str(options.tensorrt_workspace_bytes)
+    trt.parameters["trt_engine_cache_enable"] = "1"
+    trt.parameters["trt_engine_cache_path"] = options.trt_cache_path
+    trt.parameters["trt_timing_cache_enable"] = "1"
+    trt.parameters["trt_timing_cache_path"] = options.trt_cache_path
+    for key, batch in profile.items():
+        trt.parameters[key] = f"{spec.input_name}:{batch}x{shape}"
+    accelerators.add(name="cuda")
 
 
 def preprocess_config(
@@ -171,9 +264,16 @@ def preprocess_config(
     so one corrupt image fails only the request that carried it. It runs on
     CPU instances in every deployment because image decoding is CPU work in
     TensorFlow anyway. No warm-up: zero bytes are not a decodable image.
+    Under the ONNX kinds it is the Pillow decoder on the Python backend (the
+    Triton images that run ONNX have no TensorFlow backend), with the pixel
+    cap as the ``max_pixels`` parameter.
     """
     options = options or ServingOptions()
     config = _base_config(preprocess_name(spec), kind, spec.max_batch_size)
+    if kind in ONNX_KINDS:
+        config.backend = PYTHON_BACKEND
+        config.default_model_filename = PILLOW_DECODER_FILENAME
+        config.parameters[MAX_PIXELS_PARAMETER].string_value = str(options.max_pixels)
     config.input.add(name=spec.encoded_input_name, data_type=mc.TYPE_STRING, dims=[1])
     config.output.add(name=spec.input_name, data_type=mc.TYPE_UINT8, dims=list(spec.input_shape))
     config.instance_group.add(
@@ -236,7 +336,7 @@ def _base_config(name: str, kind: ConfigKind, max_batch_size: int) -> mc.ModelCo
     config = mc.ModelConfig(name=name, max_batch_size=max_batch_size)
     if kind == "local":
         config.backend = PYTHON_BACKEND
-    else:
+    elif kind not in ONNX_KINDS:  # The callers set the ONNX kinds' backends.
         config.platform = TF_PLATFORM
     # Serve only the newest version: an export rolls the model forward and the
     # previous version directory stays on disk for a quick rollback.

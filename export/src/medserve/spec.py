@@ -23,6 +23,7 @@ from medserve.errors import UsageError
 SPEC_FILENAME = "medserve_spec.json"
 LABELS_FILENAME = "labels.txt"
 SAVEDMODEL_DIRNAME = "model.savedmodel"
+ONNX_FILENAME = "model.onnx"
 MODEL_CARD_FILENAME = "model_card.json"
 
 INPUT_NAME = "image"

@@ -8,13 +8,17 @@ Usage::
 
 Checks, in order, stopping with a :class:`~medserve.errors.VerificationError`
 at the first problem: the spec and labels; every config parses as Triton's
-``ModelConfig`` and its tensors match the SavedModel's ``serving_default``
-signature (names, data types, dims without the batch dimension); the label
-count equals the output width; the sha256 of every file matches its model
-card; the classifier SavedModel gives the outputs recorded at export (within
-1e-5) both through ``tf.saved_model.load`` and through the TF1 session loader
-Triton's TF backend uses; the decoder decodes PNG and JPEG to the served
-shape and rejects a corrupt image; the ensemble wires the two together.
+``ModelConfig`` and its tensors match its artifact (the SavedModel's
+``serving_default`` signature, or ``model.onnx``'s graph inputs and outputs
+for ``onnx-gpu``/``onnx-cpu``: names, data types, dims without the batch
+dimension); the label count equals the output width; the sha256 of every file
+matches its model card; the classifier SavedModel gives the outputs recorded
+at export (within 1e-5) both through ``tf.saved_model.load`` and through the
+TF1 session loader Triton's TF backend uses, and ``model.onnx`` does under
+onnxruntime with the recorded opset; the decoder decodes PNG and JPEG to the
+served shape and rejects a corrupt image, and so does the Pillow decoder of
+the ONNX configs, which also refuses images above its pixel cap; the ensemble
+wires the two together.
 """
 
 from __future__ import annotations
@@ -28,16 +32,30 @@ from typing import TYPE_CHECKING
 from medserve.errors import MedServeError, VerificationError
 from medserve.loaders import read_signature, run_eager, run_session
 from medserve.model_card import read_model_card
-from medserve.model_config import CONFIG_KINDS, config_path, preprocess_name
+from medserve.model_config import (
+    ONNX_KINDS,
+    config_kinds,
+    config_path,
+    parse_config,
+    preprocess_name,
+)
+from medserve.onnx_loaders import read_onnx_signature
 from medserve.repository import existing_versions, file_checksums
 from medserve.spec import (
     LABELS_FILENAME,
     MODEL_CARD_FILENAME,
+    ONNX_FILENAME,
     SAVEDMODEL_DIRNAME,
     SPEC_FILENAME,
     ModelSpec,
 )
-from medserve.verify_config import check_classifier_config, check_ensemble, check_preprocess_config
+from medserve.verify_config import (
+    check_classifier_config,
+    check_ensemble,
+    check_preprocess_config,
+    config_max_pixels,
+)
+from medserve.verify_onnx import check_classifier_onnx, check_pillow_decoder
 
 if TYPE_CHECKING:
     import keras
@@ -99,7 +117,8 @@ def verify_repository(
             must also match the recorded ones.
         progress: Called with each check as it passes (the CLI prints them).
         prechecked: Results of :func:`check_classifier_savedmodel` /
-            :func:`check_preprocess_savedmodel` by model name, from the
+            :func:`check_preprocess_savedmodel` by model name (and of
+            :func:`check_classifier_onnx` under :func:`onnx_precheck_key`), from the
             exporter, which ran them on these very files before renaming them
             into place; the checksum check proves the bytes are unchanged, so
             the loaders are not run a second time.
@@ -147,9 +166,15 @@ def verify_repository(
 
     version_dir = model_dir / str(version)
     _check_checksums(version_dir, passed)
-    signature = read_signature(version_dir / SAVEDMODEL_DIRNAME)
-    for kind in CONFIG_KINDS:
+    with_onnx = (version_dir / ONNX_FILENAME).is_file()
+    kinds = config_kinds(onnx=with_onnx)
+    _check_no_stray_onnx_configs(model_dir, version_dir, with_onnx)
+    signatures = {"savedmodel": read_signature(version_dir / SAVEDMODEL_DIRNAME)}
+    if with_onnx:
+        signatures["onnx"] = read_onnx_signature(version_dir / ONNX_FILENAME)
+    for kind in kinds:
         path = config_path(model_dir, kind)
+        signature = signatures["onnx" if kind in ONNX_KINDS else "savedmodel"]
         passed(path, check_classifier_config(path, kind, spec, signature))
     prechecked = prechecked or {}
     details = prechecked.get(spec.name)
@@ -157,6 +182,12 @@ def verify_repository(
         details = check_classifier_savedmodel(version_dir, spec, reference_model=reference_model)
     for detail in details:
         passed(version_dir / SAVEDMODEL_DIRNAME, detail)
+    if with_onnx:
+        details = prechecked.get(onnx_precheck_key(spec.name))
+        if details is None:
+            details = check_classifier_onnx(version_dir, spec, reference_model=reference_model)
+        for detail in details:
+            passed(version_dir / ONNX_FILENAME, detail)
 
     prep_dir = repo / preprocess_name(spec)
     prep_version_dir = prep_dir / str(version)
@@ -166,7 +197,7 @@ def verify_repository(
         )
     _check_checksums(prep_version_dir, passed)
     prep_signature = read_signature(prep_version_dir / SAVEDMODEL_DIRNAME)
-    for kind in CONFIG_KINDS:
+    for kind in kinds:
         path = config_path(prep_dir, kind)
         passed(path, check_preprocess_config(path, kind, spec, prep_signature))
     details = prechecked.get(prep_dir.name)
@@ -174,10 +205,36 @@ def verify_repository(
         details = check_preprocess_savedmodel(prep_version_dir, spec)
     for detail in details:
         passed(prep_version_dir / SAVEDMODEL_DIRNAME, detail)
+    if with_onnx:
+        # The ONNX configs' decoder; checked with the smallest cap they declare.
+        cap = min(
+            config_max_pixels(parse_config(config_path(prep_dir, k)), config_path(prep_dir, k))
+            for k in ONNX_KINDS
+        )
+        for detail in check_pillow_decoder(prep_version_dir, spec, max_pixels=cap):
+            passed(prep_version_dir, detail)
 
     ens_dir = repo / spec.encoded_name
     passed(ens_dir / "config.pbtxt", check_ensemble(ens_dir, model_dir, prep_dir, spec))
     return report
+
+
+def onnx_precheck_key(model_name: str) -> str:
+    """Key of the exporter's ONNX check results in ``prechecked``."""
+    return f"{model_name}/{ONNX_FILENAME}"
+
+
+def _check_no_stray_onnx_configs(model_dir: Path, version_dir: Path, with_onnx: bool) -> None:
+    """An ONNX config without ``model.onnx`` would fail to load in Triton."""
+    if with_onnx:
+        return
+    for kind in ONNX_KINDS:
+        path = config_path(model_dir, kind)
+        if path.exists():
+            raise VerificationError(
+                f"{path} serves {ONNX_FILENAME}, but {version_dir} has none; re-export with "
+                "--formats savedmodel,onnx or delete the ONNX configs"
+            )
 
 
 def check_classifier_savedmodel(

@@ -1,8 +1,9 @@
-"""Config checks of ``medserve verify``: each ``config.pbtxt`` against its SavedModel.
+"""Config checks of ``medserve verify``: each ``config.pbtxt`` against its artifact.
 
 Usage::
 
     detail = check_classifier_config(path, "gpu", spec, read_signature(savedmodel))
+    detail = check_classifier_config(path, "onnx-gpu", spec, read_onnx_signature(onnx))
     detail = check_ensemble(ens_dir, model_dir, prep_dir, spec)
 
 Each function returns a one-line description of what it found and raises
@@ -22,13 +23,19 @@ from medserve.errors import VerificationError
 from medserve.loaders import SignatureInfo, TensorInfo
 from medserve.model_config import (
     ENSEMBLE_PLATFORM,
+    MAX_PIXELS_PARAMETER,
+    ONNX_BACKEND,
+    ONNX_KINDS,
+    PILLOW_DECODER_FILENAME,
     PYTHON_BACKEND,
+    RUNTIME_PARAMETER,
+    RUNTIMES,
     TF_PLATFORM,
     ConfigKind,
     parse_config,
     preprocess_name,
 )
-from medserve.spec import LABELS_FILENAME, ModelSpec
+from medserve.spec import LABELS_FILENAME, ONNX_FILENAME, ModelSpec
 
 _TF_PLATFORMS = (TF_PLATFORM,)
 
@@ -39,6 +46,17 @@ def check_classifier_config(
     """Check one classifier config; return a summary line."""
     config = parse_config(path)
     _check_common(config, path, kind, spec.name, spec.max_batch_size)
+    if kind in ONNX_KINDS and config.backend != ONNX_BACKEND:
+        raise VerificationError(f"{path}: backend must be {ONNX_BACKEND!r}")
+    if kind in ONNX_KINDS and config.default_model_filename != ONNX_FILENAME:
+        raise VerificationError(f"{path}: default_model_filename must be {ONNX_FILENAME!r}")
+    if kind == "local":
+        runtime = config.parameters[RUNTIME_PARAMETER].string_value
+        if runtime not in RUNTIMES:
+            raise VerificationError(
+                f"{path}: parameter {RUNTIME_PARAMETER!r} must be one of {', '.join(RUNTIMES)}, "
+                f"got {runtime!r}"
+            )
     _match_signature(config, path, signature)
     output = _single(config.output, path, "output")
     label_count = _label_count(path.parent if kind == "gpu" else path.parent.parent, output, path)
@@ -57,12 +75,17 @@ def check_classifier_config(
         )
     if policy.default_timeout_microseconds <= 0:
         raise VerificationError(f"{path}: default_queue_policy.default_timeout_microseconds unset")
-    _check_instances(config, path, mc.ModelInstanceGroup.KIND_GPU if kind == "gpu" else None)
+    on_gpu = kind in ("gpu", "onnx-gpu")
+    _check_instances(config, path, mc.ModelInstanceGroup.KIND_GPU if on_gpu else None)
     _check_warmup(config, path)
     accelerators = config.optimization.execution_accelerators.gpu_execution_accelerator
-    if accelerators and kind != "gpu":
+    if accelerators and not on_gpu:
         raise VerificationError(f"{path}: a GPU accelerator in a {kind} config")
-    trt = " TF-TRT FP16," if any(a.name == "tensorrt" for a in accelerators) else ""
+    trt = ""
+    if kind == "onnx-gpu":
+        trt = " " + _check_onnx_tensorrt(config, path)
+    elif any(a.name == "tensorrt" for a in accelerators):
+        trt = " TF-TRT FP16,"
     return (
         f"{_where(config)}, {_describe(config)}, labels {label_count},{trt} "
         f"queue <= {policy.max_queue_size}, {len(config.model_warmup)} warmups"
@@ -76,13 +99,60 @@ def check_preprocess_config(
     config = parse_config(path)
     _check_common(config, path, kind, preprocess_name(spec), spec.max_batch_size)
     _match_signature(config, path, signature)
+    pillow = ""
+    if kind in ONNX_KINDS:
+        if config.backend != PYTHON_BACKEND or (
+            config.default_model_filename != PILLOW_DECODER_FILENAME
+        ):
+            raise VerificationError(
+                f"{path}: the decoder under {kind} must be backend {PYTHON_BACKEND!r} with "
+                f"default_model_filename {PILLOW_DECODER_FILENAME!r}"
+            )
+        pillow = f", Pillow, {MAX_PIXELS_PARAMETER} {config_max_pixels(config, path)}"
     if config.HasField("dynamic_batching"):
         raise VerificationError(
             f"{path}: the decoder must not batch dynamically: one corrupt image would "
             "then fail every request batched with it"
         )
     _check_instances(config, path, mc.ModelInstanceGroup.KIND_CPU)
-    return f"{_where(config)}, {_describe(config)}, one request per execution"
+    return f"{_where(config)}{pillow}, {_describe(config)}, one request per execution"
+
+
+def config_max_pixels(config: mc.ModelConfig, path: Path) -> int:
+    """The decoder's ``max_pixels`` parameter, which must be a positive integer.
+
+    Raises:
+        VerificationError: The parameter is missing or not a positive integer.
+    """
+    raw = config.parameters[MAX_PIXELS_PARAMETER].string_value
+    if not raw.isdigit() or int(raw) < 1:
+        raise VerificationError(
+            f"{path}: parameter {MAX_PIXELS_PARAMETER!r} must be a positive integer, got {raw!r}"
+        )
+    return int(raw)
+
+
+def _check_onnx_tensorrt(config: mc.ModelConfig, path: Path) -> str:
+    """TensorRT FP16 with an engine cache and a batch profile, then CUDA."""
+    accelerators = list(config.optimization.execution_accelerators.gpu_execution_accelerator)
+    if [a.name for a in accelerators] != ["tensorrt", "cuda"]:
+        raise VerificationError(
+            f"{path}: gpu_execution_accelerator must be tensorrt then cuda (the fallback)"
+        )
+    params = accelerators[0].parameters
+    needed = {"precision_mode": "FP16", "trt_engine_cache_enable": "1"}
+    for key, value in needed.items():
+        if params.get(key) != value:
+            raise VerificationError(f"{path}: tensorrt parameter {key!r} must be {value!r}")
+    (image,) = config.input
+    shape = "x".join(str(dim) for dim in image.dims)
+    ends = {"trt_profile_min_shapes": 1, "trt_profile_max_shapes": config.max_batch_size}
+    for key, batch in ends.items():
+        if params.get(key) != f"{image.name}:{batch}x{shape}":
+            raise VerificationError(
+                f"{path}: tensorrt {key} must be {image.name}:{batch}x{shape} (batch 1..max)"
+            )
+    return f"TensorRT FP16 (engine cache {params.get('trt_engine_cache_path')}) + CUDA,"
 
 
 def check_ensemble(ens_dir: Path, model_dir: Path, prep_dir: Path, spec: ModelSpec) -> str:
@@ -161,6 +231,9 @@ def _check_common(
     if kind == "local":
         if config.backend != PYTHON_BACKEND:
             raise VerificationError(f"{path}: backend must be {PYTHON_BACKEND!r} (local server)")
+    elif kind in ONNX_KINDS:
+        if config.platform:
+            raise VerificationError(f"{path}: an ONNX config names platform {config.platform!r}")
     elif config.platform not in _TF_PLATFORMS:
         raise VerificationError(
             f"{path}: platform must be {TF_PLATFORM!r}, got {config.platform!r}"
@@ -180,8 +253,8 @@ def _match_signature(config: mc.ModelConfig, path: Path, signature: SignatureInf
         names = {tensor.name for tensor in declared}
         if names != set(actual):
             raise VerificationError(
-                f"{path}: config {role}s {sorted(names)} do not match the SavedModel "
-                f"signature's {sorted(actual)}"
+                f"{path}: config {role}s {sorted(names)} do not match the model "
+                f"artifact's {sorted(actual)}"
             )
         for tensor in declared:
             _match_tensor(config, path, role, tensor, actual[tensor.name])
@@ -195,7 +268,7 @@ def _match_tensor(
     name = tensor.name
     if data_type != actual.data_type:
         raise VerificationError(
-            f"{path}: {role} {name!r} is {data_type}, the SavedModel has {actual.data_type}"
+            f"{path}: {role} {name!r} is {data_type}, the model artifact has {actual.data_type}"
         )
     expected = actual.shape[1:] if config.max_batch_size > 0 else actual.shape
     if dims != expected:
@@ -203,7 +276,7 @@ def _match_tensor(
         if config.max_batch_size > 0 and dims == actual.shape:
             hint = " (with max_batch_size > 0, dims must not include the batch dimension)"
         raise VerificationError(
-            f"{path}: {role} {name!r} has dims {list(dims)}, the SavedModel signature "
+            f"{path}: {role} {name!r} has dims {list(dims)}, the model artifact "
             f"needs {list(expected)}{hint}"
         )
 

@@ -5,6 +5,7 @@ Usage::
     medserve export work/model/model.keras --repo model_repository
     medserve export my.keras --repo model_repository --labels normal,pneumonia --tensorrt-fp16
     medserve export my.keras --repo model_repository --version 3 --force
+    medserve export my.keras --repo model_repository --formats savedmodel   # no model.onnx
 
 Labels come from ``--labels``, ``--labels-file`` or the ``training.json`` that
 ``medserve train`` writes next to the model, in that order. ``training.json``
@@ -55,6 +56,17 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--tensorrt-fp16", action="store_true", help="enable TF-TRT FP16 in config.pbtxt (GPU)"
     )
+    parser.add_argument(
+        "--formats",
+        default="savedmodel,onnx",
+        help="classifier artifacts: savedmodel,onnx (default) or savedmodel alone; "
+        "the onnx-gpu/onnx-cpu configs come with onnx",
+    )
+    parser.add_argument(
+        "--trt-cache-path",
+        default=None,
+        help="writable directory for TensorRT engines under onnx-gpu (default /tmp/tensorrt-cache)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
         max_queue_size=args.max_queue_size,
         queue_timeout_us=args.queue_timeout_us,
         tensorrt_fp16=args.tensorrt_fp16,
+        **({"trt_cache_path": args.trt_cache_path} if args.trt_cache_path else {}),
     )
+    formats = tuple(name.strip() for name in args.formats.split(",") if name.strip())
     result = export_model(
         model,
         args.repo,
@@ -88,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         training_summary=summary,
         options=options,
+        formats=formats,
     )
     for line in result.report.lines():
         print(line)

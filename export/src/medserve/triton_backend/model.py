@@ -1,10 +1,12 @@
-"""Triton Python-backend model that runs a TensorFlow SavedModel, batched.
+"""Triton Python-backend model that runs a TensorFlow SavedModel or ``model.onnx``, batched.
 
 Usage (the exporter copies this file next to the SavedModel)::
 
     <repo>/medcnn/1/model.py             # this file
     <repo>/medcnn/1/model.savedmodel/    # signature "serving_default"
-    <repo>/medcnn/configs/local.pbtxt    # backend: "python", dynamic_batching
+    <repo>/medcnn/1/model.onnx           # the same model for onnxruntime
+    <repo>/medcnn/configs/local.pbtxt    # backend: "python", dynamic_batching,
+                                         # parameters runtime: "onnxruntime"
 
     # locate the template from exporter code:
     from importlib.resources import files
@@ -17,6 +19,11 @@ import ``medserve``: a model repository must be self-contained.
 Tensor names and data types come from the model config (never hard-coded), so
 the same file serves the classifier (``image`` UINT8 -> ``probabilities`` FP32)
 and the preprocessing model (``image_bytes`` STRING -> ``image`` UINT8).
+
+The config parameter ``runtime`` chooses what runs: ``"tensorflow"`` (the
+default) loads ``model.savedmodel``; ``"onnxruntime"`` loads ``model.onnx`` in
+an onnxruntime session on the CPU provider with the same thread pools. Both
+are checked against the config's tensor names and data types at load.
 
 How ``execute`` batches: Triton hands over every request its dynamic batcher
 collected; they are concatenated along the batch axis into ONE TensorFlow call
@@ -56,7 +63,12 @@ except ImportError:  # pragma: no cover - imported outside Triton (docs, unit te
     pb_utils = None
 
 SAVEDMODEL_DIRNAME = "model.savedmodel"
+ONNX_FILENAME = "model.onnx"
 SIGNATURE_NAME = "serving_default"
+RUNTIME_PARAMETER = "runtime"
+RUNTIMES = ("tensorflow", "onnxruntime")
+# onnxruntime's tensor(...) type names -> numpy dtype names.
+_ORT_TO_NUMPY = {"tensor(uint8)": "uint8", "tensor(float)": "float32", "tensor(string)": "string"}
 INTRA_OP_PARAMETER = "intra_op_threads"
 INTER_OP_PARAMETER = "inter_op_threads"
 # Longest error text sent back to a client; TensorFlow messages can carry
@@ -209,15 +221,27 @@ class TritonPythonModel:
             f"; input {encoded[0]!r} must hold the bytes of a PNG or JPEG file" if encoded else ""
         )
 
+        cpus = available_cpus()
+        intra, inter = choose_thread_pools(self.model_config, cpus)
+        runtime = (self.model_config.get("parameters") or {}).get(RUNTIME_PARAMETER, {})
+        self.runtime = runtime.get("string_value") or "tensorflow"
+        if self.runtime not in RUNTIMES:
+            raise ValueError(
+                f"model {self.model_name}: config parameter {RUNTIME_PARAMETER!r} must be one "
+                f"of {', '.join(RUNTIMES)}, got {self.runtime!r}"
+            )
+        self._session: Any = None
+        if self.runtime == "onnxruntime":
+            self._load_onnx(args, intra, inter, cpus)
+            return
+
         # Checked before importing TensorFlow (seconds) so a broken repository fails fast.
-        path = self._savedmodel_path(args)
+        path = self._artifact_path(args, SAVEDMODEL_DIRNAME)
         if not (path / "saved_model.pb").is_file():
             raise ValueError(
                 f"model {self.model_name}: no SavedModel at {path} (saved_model.pb is "
                 "missing); export the model again with medserve export"
             )
-        cpus = available_cpus()
-        intra, inter = choose_thread_pools(self.model_config, cpus)
 
         # Imported here, not at module import, so the stub starts fast and the
         # thread pools are set before TensorFlow creates its runtime context.
@@ -253,12 +277,45 @@ class TritonPythonModel:
             atexit.register(_exit_now)
         _log("info", f"{self.model_name}: loaded {path.name} (version {args.get('model_version')})")
 
-    def _savedmodel_path(self, args: dict[str, str]) -> Path:
+    def _artifact_path(self, args: dict[str, str], name: str) -> Path:
         model_dir = args.get("model_repository")
         version = args.get("model_version")
         if model_dir and version:
-            return Path(model_dir) / str(version) / SAVEDMODEL_DIRNAME
-        return Path(__file__).resolve().parent / SAVEDMODEL_DIRNAME
+            return Path(model_dir) / str(version) / name
+        return Path(__file__).resolve().parent / name
+
+    def _load_onnx(self, args: dict[str, str], intra: int, inter: int, cpus: int) -> None:
+        """Open ``model.onnx`` in onnxruntime and match its tensors to the config."""
+        path = self._artifact_path(args, ONNX_FILENAME)
+        if not path.is_file():
+            raise ValueError(
+                f"model {self.model_name}: no {ONNX_FILENAME} at {path}; export it with "
+                "medserve export --formats savedmodel,onnx or set parameter runtime to tensorflow"
+            )
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra
+        options.inter_op_num_threads = inter
+        session = ort.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        declared = {t.name: t.type for t in (*session.get_inputs(), *session.get_outputs())}
+        for role, tensors in (("input", self.inputs), ("output", self.outputs)):
+            for name, data_type, *_ in tensors:
+                if name not in declared:
+                    raise ValueError(
+                        f"model {self.model_name}: config {role} {name!r} is not a tensor of "
+                        f"{path.name} (it has {sorted(declared)})"
+                    )
+                self._check_dtype(role, name, data_type, _ORT_TO_NUMPY.get(declared[name], ""))
+        self._session = session
+        _log(
+            "info",
+            f"{self.model_name}: onnxruntime {ort.__version__}, intra_op_threads={intra}, "
+            f"inter_op_threads={inter} ({cpus} CPUs, {instance_count(self.model_config)} "
+            f"instance(s)); loaded {path.name} (version {args.get('model_version')})",
+        )
 
     def _check_signature(self) -> dict[str, int | None]:
         """Match config tensors to signature tensors by name and dtype."""
@@ -290,7 +347,7 @@ class TritonPythonModel:
         if expected != tf_dtype:
             raise ValueError(
                 f"model {self.model_name}: config {kind} {name!r} is {data_type} but the "
-                f"SavedModel signature has {tf_dtype}"
+                f"{self.runtime} model has {tf_dtype or 'another type'}"
             )
 
     def execute(self, requests: list[Any]) -> list[Any]:
@@ -377,16 +434,20 @@ class TritonPythonModel:
         return arrays
 
     def _run(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        tf = self._tf
-        feeds = {
-            name: tf.constant(_fit_rank(array, self._input_ranks.get(name)))
-            for name, array in arrays.items()
-        }
-        result = self._fn(**feeds)
+        names = [name for name, _, _ in self.outputs]
+        if self._session is not None:
+            result = dict(zip(names, self._session.run(names, arrays), strict=True))
+        else:
+            tf = self._tf
+            feeds = {
+                name: tf.constant(_fit_rank(array, self._input_ranks.get(name)))
+                for name, array in arrays.items()
+            }
+            result = {name: value.numpy() for name, value in self._fn(**feeds).items()}
         batch = len(next(iter(arrays.values())))
         outputs: dict[str, np.ndarray] = {}
         for name, data_type, dims in self.outputs:
-            value = np.asarray(result[name].numpy(), dtype=_TRITON_TO_NUMPY[data_type])
+            value = np.asarray(result[name], dtype=_TRITON_TO_NUMPY[data_type])
             if len(value) != batch:
                 raise RuntimeError(f"output {name!r} has {len(value)} rows for a batch of {batch}")
             if dims and value.ndim != len(dims) + 1:
@@ -407,9 +468,10 @@ class TritonPythonModel:
         return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
 
     def finalize(self) -> None:
-        """Release the SavedModel when Triton unloads this instance."""
+        """Release the SavedModel or the onnxruntime session when Triton unloads this instance."""
         self._fn = None
         self._loaded = None
+        self._session = None
         _log("info", f"{getattr(self, 'model_name', 'model')}: unloaded")
 
 
