@@ -4,7 +4,7 @@ Usage::
 
     renders = render_all(tmp_dir)
     gpu = renders["gpu"]                 # overlay alone
-    combo = renders["cpu+s3+tls"]        # overlay with components
+    combo = renders["cpu-onnx+s3+tls"]   # overlay with components
     triton = gpu.one("Deployment", "triton")
 
 Every overlay is rendered alone and with every subset of the components, by
@@ -30,7 +30,10 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 K8S_DIR = REPO_ROOT / "k8s"
-OVERLAYS = ("gpu", "cpu")
+# TensorFlow backend on Triton 25.02, then onnxruntime on Triton 26.09.
+OVERLAYS = ("gpu", "cpu", "gpu-onnx", "cpu-onnx")
+GPU_OVERLAYS = ("gpu", "gpu-onnx")
+ONNX_OVERLAYS = ("gpu-onnx", "cpu-onnx")
 COMPONENTS = ("s3", "tls", "loadtest")
 STANDALONE = ("smoke", "loader")
 NAMESPACE = "medserve"
@@ -92,7 +95,7 @@ def combination_name(overlay: str, components: tuple[str, ...]) -> str:
 
 
 def combinations() -> list[tuple[str, tuple[str, ...]]]:
-    """Every overlay with every subset of the components (2 x 8 = 16)."""
+    """Every overlay with every subset of the components (4 x 8 = 32)."""
     subsets = [
         combo
         for size in range(len(COMPONENTS) + 1)
@@ -185,7 +188,7 @@ def triton_args(render: Render) -> dict[str, list[str]]:
 def unique_objects(renders: dict[str, Render]) -> dict[str, tuple[str, dict[str, Any]]]:
     """Distinct objects across renders, keyed by canonical JSON, with a render that has each.
 
-    Most objects are identical in all 16 combinations; checking each distinct
+    Most objects are identical in all 32 combinations; checking each distinct
     object once keeps schema validation and checkov fast without skipping any
     variant (a Deployment patched by a component is a distinct object).
     """
