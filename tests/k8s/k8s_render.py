@@ -47,9 +47,6 @@ TRT_CACHE_DIR = "/opt/tritonserver/trt-cache"
 COMPONENTS = ("s3", "tls", "loadtest")
 STANDALONE = ("smoke", "loader", "kserve")
 NAMESPACE = "medserve"
-# Only the loadtest component reads files outside its own folder (the
-# locustfiles in loadtest/); its README line says to render it this way too.
-LOAD_RESTRICTOR = "--load-restrictor=LoadRestrictionsNone"
 RENDER_TIMEOUT_S = 60
 RENDER_WORKERS = 4
 
@@ -83,17 +80,13 @@ def kubectl() -> str:
     return path
 
 
-def kustomize(directory: Path, *, files_outside: bool = False) -> str:
+def kustomize(directory: Path) -> str:
     """``kubectl kustomize DIRECTORY`` (stdout); RuntimeError with kustomize's message.
 
-    Args:
-        directory: The kustomization to render.
-        files_outside: Allow files outside the kustomization's root (only the
-            loadtest component needs it).
+    Rendered with kustomize's default load restrictor: no kustomization may
+    read a file outside its own root.
     """
     command = [kubectl(), "kustomize", str(directory)]
-    if files_outside:
-        command.insert(2, LOAD_RESTRICTOR)
     proc = subprocess.run(
         command,
         capture_output=True,
@@ -154,7 +147,7 @@ def render_all(work: Path) -> dict[str, Render]:
     jobs += [(name, None, (), K8S_DIR / name) for name in STANDALONE]
     # kubectl is a separate process per render: a few in parallel halve the wall time.
     with ThreadPoolExecutor(max_workers=RENDER_WORKERS) as pool:
-        texts = pool.map(lambda job: kustomize(job[3], files_outside="loadtest" in job[2]), jobs)
+        texts = pool.map(lambda job: kustomize(job[3]), jobs)
         for (name, overlay, components, _), text in zip(jobs, texts, strict=True):
             path = out / f"{name}.yaml"
             path.write_text(text, encoding="utf-8")
