@@ -2,9 +2,9 @@
 
 Usage::
 
-    python loadtest/bench_inprocess.py model_repository/medcnn/1/model.savedmodel \\
+    python -m medserve_bench.inprocess model_repository/medcnn/1/model.savedmodel \\
         --batch-sizes 1,8,16,32,64 --duration-s 5          # TensorFlow, prints JSON
-    python loadtest/bench_inprocess.py model_repository/medcnn/1/model.onnx   # onnxruntime
+    python -m medserve_bench.inprocess model_repository/medcnn/1/model.onnx   # onnxruntime
 
     limit = measure_limit(Path(".../model.savedmodel"), batch_sizes=(1, 16, 32), duration_s=3)
     limit["best_images_per_s"], limit["best_batch_size"], limit["runtime"]
