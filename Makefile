@@ -88,8 +88,9 @@ $(COMPAT_STAMP): export/compat/requirements.txt
 	$(COMPAT_VENV)/bin/pip install --quiet --disable-pip-version-check -r export/compat/requirements.txt
 	touch $(COMPAT_STAMP)
 
-compat: $(COMPAT_STAMP) ## Load the exported SavedModels under TF 2.17.1 through the session loader, compare outputs
+compat: $(COMPAT_STAMP) ## Load the export under TF 2.17.1 (session loader) and model.onnx under onnxruntime 1.28
 	$(COMPAT_VENV)/bin/python export/compat/check_savedmodel.py $(REPO) --name $(MODEL)
+	$(COMPAT_VENV)/bin/python export/compat/check_onnx.py $(REPO) --name $(MODEL)
 
 # Load tests and the benchmark (loadtest/). Both train and export the reference
 # model first if $(REPO) has none (train and export reuse earlier work).

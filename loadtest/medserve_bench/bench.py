@@ -12,9 +12,12 @@ One local Triton serves the exported model and its bench variants
 gunicorn beside it. Each round measures, in an order rotated from round to
 round so slow drift does not favour one variant:
 
-1. the in-process limit (:mod:`medserve_bench.inprocess`, its own process, servers idle);
+1. the in-process limit (:mod:`medserve_bench.inprocess`, its own process, servers idle)
+   of each runtime: the SavedModel under TensorFlow and ``model.onnx`` under
+   onnxruntime; the limit in the ratio is the best of them;
 2. medserve through ``medserve_client`` at each ``--concurrency`` (batching on);
-3. batching off at ``--compare-at``;
+3. batching off at ``--compare-at``, and the classifier under the other local
+   runtime (the one ``configs/local.pbtxt`` does not name) at ``--compare-at``;
 4. the naive peer at each ``--concurrency``;
 5. payloads at ``--compare-at``: uint8, float32 and encoded JPEG tensors.
 
@@ -113,12 +116,14 @@ def cells_for(concurrency: list[int], compare_at: int, payloads: list[str]) -> l
     return cells
 
 
-def newest_savedmodel(model_dir: Path) -> Path:
-    """``<model_dir>/<newest version>/model.savedmodel``."""
+def newest_artifacts(model_dir: Path) -> list[Path]:
+    """``model.savedmodel`` and, if exported, ``model.onnx`` of the newest version."""
     versions = sorted((int(p.name) for p in model_dir.iterdir() if p.name.isdigit()), reverse=True)
     if not versions:
         raise FileNotFoundError(f"{model_dir} has no version")
-    return model_dir / str(versions[0]) / repo.SAVEDMODEL_DIRNAME
+    version_dir = model_dir / str(versions[0])
+    onnx = version_dir / "model.onnx"
+    return [version_dir / repo.SAVEDMODEL_DIRNAME, *([onnx] if onnx.is_file() else [])]
 
 
 def measure_limit(args: argparse.Namespace, savedmodel: Path) -> dict[str, Any]:
@@ -162,6 +167,8 @@ class Bench:
             return ClientTarget(self.grpc_url, m.batching, pool, check), m.batching
         if cell.label == "nobatch":
             return ClientTarget(self.grpc_url, m.no_batching, pool, check), m.no_batching
+        if cell.label.startswith("runtime") and m.other_runtime:
+            return ClientTarget(self.grpc_url, m.other_runtime, pool, check), m.other_runtime
         if cell.label == "peer":
             return PeerTarget(self.peer_url, pool, check), None
         payload = cell.label.split()[-1]
@@ -265,8 +272,12 @@ def run(args: argparse.Namespace) -> int:
         payloads.remove("encoded")  # A repository exported without the ensemble.
     concurrency = [int(c) for c in args.concurrency.split(",")]
     cells = cells_for(concurrency, args.compare_at, payloads)
-    savedmodel = newest_savedmodel(args.repo / args.model)
+    if models.other_runtime:
+        runtime = models.other_runtime.removeprefix(args.model + "_")
+        cells.insert(len(concurrency) + 1, Cell(f"runtime {runtime}", args.compare_at))
+    artifacts = newest_artifacts(args.repo / args.model)
     limits: list[dict[str, Any]] = []
+    by_runtime: list[dict[str, dict[str, Any]]] = []
     started = time.time()
     with contextlib.ExitStack() as stack:
         peer = PeerServer(args.keras_model, workers=args.peer_workers, labels=labels,
@@ -289,9 +300,14 @@ def run(args: argparse.Namespace) -> int:
         stack.callback(bench.close)
         bench.warm_up_peer()
         for rnd in range(args.rounds):
-            limits.append(measure_limit(args, savedmodel))
-            log.info("round %d in-process limit %.1f images/s at batch %d", rnd,
-                     limits[-1]["best_images_per_s"], limits[-1]["best_batch_size"])  # fmt: skip
+            # Each runtime in process; the round's limit is the better one.
+            runs = [measure_limit(args, artifact) for artifact in artifacts]
+            for run_ in runs:
+                log.info("round %d in-process limit %s %.1f images/s at batch %d", rnd,
+                         run_.get("runtime"), run_["best_images_per_s"],
+                         run_["best_batch_size"])  # fmt: skip
+            limits.append(max(runs, key=lambda r: float(r["best_images_per_s"])))
+            by_runtime.append({str(r.get("runtime")): r for r in runs})
             shift = rnd % len(cells)
             for cell in cells[shift:] + cells[:shift]:
                 bench.measure(cell, rnd)
@@ -302,8 +318,12 @@ def run(args: argparse.Namespace) -> int:
     limit = {
         "best_images_per_s": max(best),
         "best_batch_size": limits[best.index(max(best))]["best_batch_size"],
+        "best_runtime": limits[best.index(max(best))].get("runtime"),
         "by_round": best,
-        "runs": limits,
+        "by_runtime": {
+            name: max(r[name]["best_images_per_s"] for r in by_runtime) for name in by_runtime[0]
+        },
+        "runs": [run_ for r in by_runtime for run_ in r.values()],
     }
     meta = {
         "command": " ".join(sys.argv),

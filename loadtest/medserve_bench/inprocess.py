@@ -55,6 +55,9 @@ def _onnx_limit(
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op
     options.inter_op_num_threads = inter_op
+    # Idle pool threads sleep instead of spinning: they share the CPUs with
+    # Triton and the clients, as in the backend (model.py).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     (model_input,) = session.get_inputs()
     height, width, channels = (int(d) for d in model_input.shape[1:])

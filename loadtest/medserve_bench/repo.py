@@ -18,7 +18,11 @@ One server serves them all, so every variant is measured in the same run:
   benchmark from the same Keras model, calling it directly instead of casting
   uint8 first; the config's input type says FP32 and everything else (batching,
   instances, warm-up, backend code) is the export's. It measures what a
-  four-times-larger payload costs end to end, with the same compute.
+  four-times-larger payload costs end to end, with the same compute;
+- ``<model>_<runtime>``: the export under the local runtime its
+  ``configs/local.pbtxt`` does not name (``tensorflow`` or ``onnxruntime``,
+  the config parameter ``runtime``), when the export has ``model.onnx``, so
+  both runtimes are served in the same run.
 
 Files are hard-linked where the file system allows (the SavedModels are tens of
 megabytes); the source repository is never modified.
@@ -51,6 +55,7 @@ class BenchModels:
     no_batching: str
     float32: str | None
     encoded: str | None
+    other_runtime: str | None = None
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -115,6 +120,29 @@ def as_float32(name: str) -> Callable[[model_config_pb2.ModelConfig], None]:
                     data.data_type = model_config_pb2.TYPE_FP32
 
     return edit
+
+
+def with_runtime(name: str, runtime: str) -> Callable[[model_config_pb2.ModelConfig], None]:
+    """An edit that renames the model and sets its Python-backend ``runtime`` parameter."""
+
+    def edit(config: model_config_pb2.ModelConfig) -> None:
+        config.name = name
+        if config.backend == "python":
+            config.parameters["runtime"].string_value = runtime
+
+    return edit
+
+
+def _other_runtime(model_dir: Path) -> str | None:
+    """The local runtime the export does not use, if its newest version has ``model.onnx``."""
+    versions = sorted(_version_dirs(model_dir), key=lambda p: int(p.name))
+    local = model_dir / "configs" / "local.pbtxt"
+    if not versions or not (versions[-1] / "model.onnx").is_file() or not local.is_file():
+        return None
+    config = model_config_pb2.ModelConfig()
+    text_format.Parse(local.read_text(encoding="utf-8"), config)
+    used = config.parameters["runtime"].string_value or "tensorflow"
+    return "tensorflow" if used == "onnxruntime" else "onnxruntime"
 
 
 def _version_dirs(model_dir: Path) -> list[Path]:
@@ -194,6 +222,12 @@ def write_bench_repo(
             write_float32_savedmodel(
                 keras_model, version / SAVEDMODEL_DIRNAME, input_name, output_name
             )
+    other_runtime = None
+    runtime = _other_runtime(dest / model)
+    if runtime is not None:
+        other_runtime = f"{model}_{runtime}"
+        _copy_tree(dest / model, dest / other_runtime)
+        edit_configs(dest / other_runtime, with_runtime(other_runtime, runtime))
     encoded = model + "_encoded"
     log.info("bench repository %s: %s", dest, sorted(p.name for p in dest.iterdir()))
     return BenchModels(
@@ -201,4 +235,5 @@ def write_bench_repo(
         no_batching=no_batching,
         float32=float32,
         encoded=encoded if (dest / encoded).is_dir() else None,
+        other_runtime=other_runtime,
     )

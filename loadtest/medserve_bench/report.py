@@ -189,9 +189,13 @@ def markdown(
     waiting in Triton's scheduler, mean execution time of the batch it was in,
     and the client-side mean latency minus the mean time inside Triton.
     """
+    runtimes = ", ".join(
+        f"{name} {_fmt(value)}" for name, value in (limit.get("by_runtime") or {}).items()
+    )
     lines = [
         f"In-process limit: **{_fmt(limit.get('best_images_per_s'))} images/s** at batch "
-        f"{limit.get('best_batch_size')} (per round: {limit.get('by_round')}).",
+        f"{limit.get('best_batch_size')} with {limit.get('best_runtime')} (per round: "
+        f"{limit.get('by_round')}; best of each runtime: {runtimes or '-'}).",
         "",
         "| cell | in flight | bytes/request | images/s (median; per round) | p50 ms | p99 ms "
         "| batch/exec | queue ms | compute ms | outside Triton ms | failures |",

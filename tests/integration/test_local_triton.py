@@ -27,6 +27,7 @@ import tritonclient.grpc as grpcclient
 
 from medserve.errors import ServerError, UsageError
 from medserve.local_triton import LocalTriton
+from medserve.model_config import parse_config
 from medserve.process_group import group_members
 from medserve.spec import SAVEDMODEL_DIRNAME, ModelSpec
 
@@ -117,7 +118,14 @@ def test_start_fails_fast_with_the_reason_when_a_model_cannot_load(
 ) -> None:
     repo = _classifier_only_repo(served_repo, served_spec, tmp_path / "repo")
     version_dir = max((repo / served_spec.name).glob("[0-9]*"), key=lambda p: int(p.name))
-    (version_dir / SAVEDMODEL_DIRNAME / "saved_model.pb").unlink()
+    # Break the artifact that configs/local.pbtxt's runtime loads.
+    local = parse_config(repo / served_spec.name / "configs" / "local.pbtxt")
+    if local.parameters["runtime"].string_value == "onnxruntime":
+        (version_dir / "model.onnx").unlink()
+        reason = "no model.onnx at"
+    else:
+        (version_dir / SAVEDMODEL_DIRNAME / "saved_model.pb").unlink()
+        reason = "saved_model.pb is missing"
 
     started = time.monotonic()
     with pytest.raises(ServerError) as caught:
@@ -126,7 +134,7 @@ def test_start_fails_fast_with_the_reason_when_a_model_cannot_load(
 
     message = str(caught.value)
     assert "exited with status" in message
-    assert served_spec.name in message and "saved_model.pb is missing" in message
+    assert served_spec.name in message and reason in message
     assert elapsed_s < 120, f"took {elapsed_s:.0f} s to report a model that cannot load"
 
 
@@ -170,6 +178,7 @@ _PARENT_SCRIPT = """
 import sys, time
 from pathlib import Path
 from medserve.local_triton import LocalTriton
+from medserve.model_config import parse_config
 server = LocalTriton(Path(sys.argv[1]), startup_timeout_s=float(sys.argv[2]))
 server.start()
 print("pid", server.pid, flush=True)

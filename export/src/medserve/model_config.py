@@ -53,11 +53,13 @@ CONFIG_KINDS: tuple[ConfigKind, ...] = ("gpu", "cpu", "local", "onnx-gpu", "onnx
 ONNX_KINDS: tuple[ConfigKind, ...] = ("onnx-gpu", "onnx-cpu")
 Runtime = Literal["tensorflow", "onnxruntime"]
 RUNTIMES: tuple[Runtime, ...] = ("tensorflow", "onnxruntime")
-# Which runtime configs/local.pbtxt runs when the version has both artifacts.
-# onnxruntime: in process on the 2-core development machine it ran the
-# reference 224x224 CNN faster than TensorFlow at every batch size measured
-# (see the README, "Two runtimes", for the command, the date and the figures).
-LOCAL_RUNTIME: Runtime = "onnxruntime"
+# Which runtime configs/local.pbtxt runs when the version has both artifacts:
+# the one measured faster in process here. On the shared 2-core development
+# machine (2026-11-28, `python -m medserve_bench.inprocess <v>/model.savedmodel`
+# and `<v>/model.onnx`, reference 224x224 CNN, batch 1..16, 2 threads each)
+# TensorFlow 2.21 reached 45-49 images/s at its best batch and onnxruntime 1.28
+# 27-35, in every run; see the README, "Two runtimes".
+LOCAL_RUNTIME: Runtime = "tensorflow"
 RUNTIME_PARAMETER = "runtime"
 # The decoders' pixel cap, a config parameter read before decoding.
 MAX_PIXELS_PARAMETER = "max_pixels"

@@ -297,6 +297,9 @@ class TritonPythonModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra
         options.inter_op_num_threads = inter
+        # Idle pool threads sleep instead of spinning: they share the CPUs with
+        # Triton, other instances and the clients.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(
             str(path), sess_options=options, providers=["CPUExecutionProvider"]
         )
