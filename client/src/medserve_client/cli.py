@@ -69,7 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument(
         "--encoded", action="store_true", help="send the file bytes; the server decodes and resizes"
     )
-    classify.add_argument("--frame", type=int, default=None, help="frame of multi-frame DICOM")
+    classify.add_argument(
+        "--frame",
+        type=int,
+        default=None,
+        help="frame of multi-frame DICOM (default: the middle one)",
+    )
     classify.add_argument(
         "--window", default=None, metavar="CENTER,WIDTH", help="DICOM window override, e.g. 40,400"
     )
