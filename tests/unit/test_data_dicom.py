@@ -17,8 +17,14 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, ge
 from medserve.data import image_kind, load_image, load_image_folder
 from medserve.data.dicom import dicom_to_uint8
 
-CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
-MR_SMALL = Path(get_testdata_file("MR_small.dcm"))
+
+def _testdata(name: str) -> Path:
+    """The path of one of pydicom's test files."""
+    return Path(str(get_testdata_file(name)))
+
+
+CT_SMALL = _testdata("CT_small.dcm")
+MR_SMALL = _testdata("MR_small.dcm")
 
 
 def _write_dicom(
@@ -140,7 +146,7 @@ def test_compressed_dicom_without_decoder_is_skipped_naming_the_plugin(
     if get_decoder(JPEGLSLossless).is_available:
         pytest.skip("a JPEG-LS decoder is installed here")
     folder = _two_class_folder(tmp_path)
-    shutil.copy(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"), folder / "b" / "jls.dcm")
+    shutil.copy(_testdata("MR_small_jpeg_ls_lossless.dcm"), folder / "b" / "jls.dcm")
     with caplog.at_level(logging.WARNING, logger="medserve"):
         data = load_image_folder(folder, (16, 16))
     assert data.skipped_files == ("b/jls.dcm",)
@@ -151,6 +157,6 @@ def test_compressed_dicom_without_decoder_is_skipped_naming_the_plugin(
 
 def test_dicom_without_pixel_data_is_skipped(tmp_path: Path) -> None:
     folder = _two_class_folder(tmp_path)
-    shutil.copy(get_testdata_file("rtplan.dcm"), folder / "a" / "plan.dcm")
+    shutil.copy(_testdata("rtplan.dcm"), folder / "a" / "plan.dcm")
     data = load_image_folder(folder, (16, 16))
     assert data.skipped_files == ("a/plan.dcm",)

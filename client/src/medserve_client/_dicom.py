@@ -103,7 +103,7 @@ def dicom_to_rgb(
     pixels = _pixel_array(dataset, what=what)
     frames = int(dataset.get("NumberOfFrames", 1) or 1)
     samples = int(dataset.get("SamplesPerPixel", 1) or 1)
-    pixels = _select_frame(pixels, frames=frames, samples=samples, frame=frame, what=what)
+    pixels = _select_frame(pixels, frames=frames, frame=frame, what=what)
     photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2"))
     if samples == 3:
         return _color_to_uint8(pixels, dataset)
@@ -142,7 +142,7 @@ def _transfer_syntax(dataset: Dataset) -> str:
 
 
 def _select_frame(
-    pixels: npt.NDArray[Any], *, frames: int, samples: int, frame: int | None, what: str
+    pixels: npt.NDArray[Any], *, frames: int, frame: int | None, what: str
 ) -> npt.NDArray[Any]:
     if frames <= 1:
         if frame not in (None, 0):

@@ -2,10 +2,10 @@
 
 Usage::
 
-    from medserve_client._preprocess import decode_image, to_model_input
+    from medserve_client._preprocess import decode_image, resize_rgb, to_rgb_array
 
     image = decode_image(Path("scan.jpg").read_bytes(), target_hw=(224, 224), what="scan.jpg")
-    tensor = to_model_input(image, (224, 224))      # uint8 (224, 224, 3)
+    tensor = resize_rgb(to_rgb_array(image), (224, 224))      # uint8 (224, 224, 3)
 
 The resize matches the server's encoded path, ``tf.image.resize(method="bilinear",
 antialias=True)`` followed by rounding to uint8: Pillow's bilinear filter
@@ -181,11 +181,6 @@ def resize_rgb(rgb: npt.NDArray[np.uint8], target_hw: tuple[int, int]) -> npt.ND
         channels.append(np.asarray(resized, dtype=np.float32))
     stacked = np.stack(channels, axis=2)
     return np.clip(np.rint(stacked), 0, 255).astype(np.uint8)
-
-
-def to_model_input(image: Image.Image, target_hw: tuple[int, int]) -> npt.NDArray[np.uint8]:
-    """A decoded Pillow image to the served uint8 (H, W, 3) tensor."""
-    return resize_rgb(to_rgb_array(image), target_hw)
 
 
 def encode_png(rgb: npt.NDArray[np.uint8]) -> bytes:
