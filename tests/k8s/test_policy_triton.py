@@ -20,6 +20,7 @@ from k8s_render import (
     containers,
     pod_spec,
     triton_args,
+    volume_holding,
 )
 
 pytestmark = pytest.mark.k8s
@@ -221,17 +222,12 @@ def test_model_config_names_match_files_the_exporter_writes() -> None:
 
 
 def test_gpu_onnx_overlay_caches_tensorrt_engines_on_a_writable_pod_volume(
-    overlay_renders: list[Render],
+    renders: dict[str, Render],
 ) -> None:
-    for render in overlay_renders:
-        spec = pod_spec(render.one("Deployment", "triton"))
-        mounts = {m["mountPath"]: m for m in triton(render)["volumeMounts"]}
-        if render.overlay != "gpu-onnx":
-            assert TRT_CACHE_DIR not in mounts, render.name
-            continue
-        mount = mounts[TRT_CACHE_DIR]
+    for render in (r for r in renders.values() if r.overlay == "gpu-onnx"):
+        deployment = render.one("Deployment", "triton")
+        mount, volume = volume_holding(deployment, triton(render), TRT_CACHE_DIR)
         assert not mount.get("readOnly", False), render.name
-        volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
         # Per pod (survives container restarts), bounded so it cannot fill the node.
         assert volume["emptyDir"]["sizeLimit"], render.name
 
