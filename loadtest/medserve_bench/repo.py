@@ -40,6 +40,8 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+from medserve_client import contract
+
 log = logging.getLogger(__name__)
 
 SAVEDMODEL_DIRNAME = "model.savedmodel"
@@ -228,7 +230,7 @@ def write_bench_repo(
         other_runtime = f"{model}_{runtime}"
         _copy_tree(dest / model, dest / other_runtime)
         edit_configs(dest / other_runtime, with_runtime(other_runtime, runtime))
-    encoded = model + "_encoded"
+    encoded = contract.encoded_model(model)
     log.info("bench repository %s: %s", dest, sorted(p.name for p in dest.iterdir()))
     return BenchModels(
         batching=model,

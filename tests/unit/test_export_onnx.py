@@ -139,7 +139,7 @@ def test_a_model_onnx_cannot_express_fails_naming_layer_and_op_and_leaves_no_ver
     spec = ModelSpec(labels=("a", "b", "c"), image_size=TINY_SIZE, max_batch_size=4)
     repo = tmp_path / "repo"
     with pytest.raises(UsageError) as caught:
-        export_model(_unconvertible_model(), repo, spec)  # type: ignore[arg-type]
+        export_model(_unconvertible_model(), repo, spec)
     message = str(caught.value)
     assert "'incomplete_beta'" in message and "'Betainc'" in message
     assert "--formats savedmodel" in message

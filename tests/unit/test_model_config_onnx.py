@@ -59,7 +59,7 @@ def test_onnx_gpu_config_runs_model_onnx_on_onnxruntime_with_tensorrt_fp16_then_
 def test_onnx_configs_keep_the_tensors_batching_warmup_and_labels_of_the_tf_configs() -> None:
     gpu = _roundtrip(classifier_config(SPEC, "gpu"))
     for kind in ("onnx-gpu", "onnx-cpu"):
-        onnx = _roundtrip(classifier_config(SPEC, kind))  # type: ignore[arg-type]
+        onnx = _roundtrip(classifier_config(SPEC, kind))
         assert onnx.input == gpu.input and onnx.output == gpu.output
         assert onnx.dynamic_batching == gpu.dynamic_batching
         assert onnx.model_warmup == gpu.model_warmup
@@ -84,7 +84,7 @@ def test_local_config_names_its_runtime_as_a_parameter(runtime: str) -> None:
 
 def test_decoder_under_onnx_configs_is_the_pillow_python_model_with_a_pixel_cap() -> None:
     for kind in ("onnx-gpu", "onnx-cpu"):
-        config = _roundtrip(preprocess_config(SPEC, kind, ServingOptions(max_pixels=4096)))  # type: ignore[arg-type]
+        config = _roundtrip(preprocess_config(SPEC, kind, ServingOptions(max_pixels=4096)))
         assert (config.backend, config.default_model_filename) == ("python", "decode_pillow.py")
         assert config.parameters["max_pixels"].string_value == "4096"
         assert [g.kind for g in config.instance_group] == [mc.ModelInstanceGroup.KIND_CPU]

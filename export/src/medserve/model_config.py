@@ -47,6 +47,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from medserve.errors import UsageError, VerificationError
 from medserve.spec import LABELS_FILENAME, ONNX_FILENAME, ModelSpec
+from medserve_client.contract import preprocess_model
 
 ConfigKind = Literal["gpu", "cpu", "local", "onnx-gpu", "onnx-cpu"]
 CONFIG_KINDS: tuple[ConfigKind, ...] = ("gpu", "cpu", "local", "onnx-gpu", "onnx-cpu")
@@ -67,7 +68,6 @@ MAX_PIXELS_PARAMETER = "max_pixels"
 # the one the client library applies too; a 224x224 model never needs more.
 DEFAULT_MAX_PIXELS = 89_478_485
 PILLOW_DECODER_FILENAME = "decode_pillow.py"
-PREPROCESS_SUFFIX = "_preprocess"
 TF_PLATFORM = "tensorflow_savedmodel"
 PYTHON_BACKEND = "python"
 ONNX_BACKEND = "onnxruntime"
@@ -91,7 +91,7 @@ def config_kinds(*, onnx: bool) -> tuple[ConfigKind, ...]:
 
 def preprocess_name(spec: ModelSpec) -> str:
     """Triton model name of the decode-and-resize model (``medcnn_preprocess``)."""
-    return spec.name + PREPROCESS_SUFFIX
+    return preprocess_model(spec.name)
 
 
 @dataclass(frozen=True, kw_only=True)
