@@ -95,7 +95,6 @@ $(COMPAT_STAMP): export/compat/requirements.txt
 
 compat: $(COMPAT_STAMP) ## Load the export under TF 2.17.1 (session loader) and model.onnx under onnxruntime 1.28
 	$(COMPAT_VENV)/bin/python export/compat/check_savedmodel.py $(REPO) --name $(MODEL)
-	$(COMPAT_VENV)/bin/python export/compat/check_onnx.py $(REPO) --name $(MODEL)
 
 # Load tests and the benchmark (loadtest/). Both train and export the reference
 # model first if $(REPO) has none (train and export reuse earlier work).

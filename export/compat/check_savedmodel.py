@@ -15,7 +15,9 @@ version (or ``--version``) it:
 2. compares both outputs on the recorded batch (``expected_io.npz``, written at
    export by TF 2.21 and Keras) within 1e-5;
 3. decodes a PNG of the served size (losslessly) and a JPEG through the
-   ``<name>_preprocess`` model with both loaders.
+   ``<name>_preprocess`` model with both loaders;
+4. when the version has ``model.onnx``, loads it with the onnxruntime of
+   Triton 26.08/26.09 and compares it with the recording (``check_onnx.py``).
 
 Exit status 0 when all pass, 1 with a one-line reason otherwise.
 """
@@ -112,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         with np.load(model_dir / str(version) / "expected_io.npz") as data:
             height, width = data["image"].shape[1:3]
         check_preprocess(args.repo / f"{args.name}_preprocess" / str(version), height, width)
+        if (model_dir / str(version) / "model.onnx").is_file():
+            # Current Triton's runtime, for the onnx-gpu/onnx-cpu configs.
+            from check_onnx import check_onnx
+
+            check_onnx(model_dir / str(version))
     except SystemExit as exc:
         print(exc, file=sys.stderr)
         return 1
