@@ -172,7 +172,7 @@ def test_compressed_dicom_without_decoder_is_skipped_naming_the_plugin(
 
 def test_compressed_dicom_is_read_with_the_dicom_extra(tmp_path: Path) -> None:
     folder = _two_class_folder(tmp_path)
-    shutil.copy(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"), folder / "b" / "jls.dcm")
+    shutil.copy(_testdata("MR_small_jpeg_ls_lossless.dcm"), folder / "b" / "jls.dcm")
     data = load_image_folder(folder, (16, 16))
     assert data.skipped_files == ()
     assert "b/jls.dcm" in data.keys
