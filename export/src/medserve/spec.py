@@ -30,6 +30,9 @@ ENCODED_INPUT_NAME = "image_bytes"
 OUTPUT_NAME = "probabilities"
 SIGNATURE_NAME = "serving_default"
 ENCODED_SUFFIX = "_encoded"
+EXPLAIN_SUFFIX = "_explain"
+CLASS_INDEX_NAME = "class_index"
+HEATMAP_NAME = "heatmap"
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -48,6 +51,9 @@ class ModelSpec:
         input_name: Name of the uint8 image input tensor.
         encoded_input_name: Name of the encoded-bytes input of the ensemble.
         output_name: Name of the probability output tensor.
+        class_index_name: Name of the explain model's class input (INT32,
+            ``-1`` for the predicted class).
+        heatmap_name: Name of the explain model's Grad-CAM output (FP32 ``[H, W]``).
     """
 
     name: str = "medcnn"
@@ -58,6 +64,8 @@ class ModelSpec:
     input_name: str = INPUT_NAME
     encoded_input_name: str = ENCODED_INPUT_NAME
     output_name: str = OUTPUT_NAME
+    class_index_name: str = CLASS_INDEX_NAME
+    heatmap_name: str = HEATMAP_NAME
 
     def __post_init__(self) -> None:
         if not _MODEL_NAME.match(self.name):
@@ -94,6 +102,11 @@ class ModelSpec:
     def encoded_name(self) -> str:
         """Triton model name of the encoded-bytes entry point (the ensemble)."""
         return self.name + ENCODED_SUFFIX
+
+    @property
+    def explain_name(self) -> str:
+        """Triton model name of the Grad-CAM model (probabilities + heatmap)."""
+        return self.name + EXPLAIN_SUFFIX
 
     def to_json(self) -> str:
         """Serialise to a stable, human-readable JSON document."""

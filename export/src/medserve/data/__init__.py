@@ -17,6 +17,7 @@ from medserve.data.folder import FolderListing, list_image_folder, load_image_fo
 from medserve.data.images import ImageDecodeError, image_kind, load_image
 from medserve.data.synthetic import (
     generate_synthetic,
+    generate_synthetic_with_masks,
     synthetic_dataset,
     write_synthetic_folder,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "ImageDecodeError",
     "LabelledImages",
     "generate_synthetic",
+    "generate_synthetic_with_masks",
     "image_kind",
     "list_image_folder",
     "load_image",
