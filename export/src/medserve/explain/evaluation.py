@@ -185,9 +185,19 @@ def evaluate_explanations(
     )
 
 
-def write_explanation_report(report: ExplanationReport, path: Path) -> None:
-    """Write the report as JSON (atomically), e.g. next to ``model.keras``."""
-    write_text_atomic(path, json.dumps(report.to_json(), indent=2, sort_keys=True) + "\n")
+def write_explanation_report(
+    report: ExplanationReport, path: Path, *, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write the report as JSON (atomically), e.g. next to ``model.keras``; return what was written.
+
+    Args:
+        report: The figures.
+        path: Where to write.
+        extra: More top-level keys (the demo records the training run measured).
+    """
+    figures = {**report.to_json(), **(extra or {})}
+    write_text_atomic(path, json.dumps(figures, indent=2, sort_keys=True) + "\n")
+    return figures
 
 
 def read_explanation_report(path: Path) -> dict[str, Any] | None:
