@@ -35,15 +35,19 @@ OVERLAYS = ("gpu", "cpu", "gpu-onnx", "cpu-onnx")
 GPU_OVERLAYS = ("gpu", "gpu-onnx")
 ONNX_OVERLAYS = ("gpu-onnx", "cpu-onnx")
 # 25.02 is the last image with the TensorFlow backend (SavedModel configs);
-# the ONNX overlays run the current release. Both pinned, never `latest`.
+# the ONNX overlays run the current release, plus Pillow for the decoder model
+# (k8s/images/triton-onnx.Dockerfile). All pinned, never `latest`.
 TF_IMAGE = "nvcr.io/nvidia/tritonserver:25.02-py3"
-ONNX_IMAGE = "nvcr.io/nvidia/tritonserver:26.09-py3"
+ONNX_IMAGE = "medserve-triton-onnx:26.09-py3"
+ONNX_BASE_IMAGE = "nvcr.io/nvidia/tritonserver:26.09-py3"
+# The NVIDIA release inside each image the manifests run.
+TRITON_RELEASES = {TF_IMAGE: TF_IMAGE, ONNX_IMAGE: ONNX_BASE_IMAGE}
 TRITON_IMAGES = {o: ONNX_IMAGE if o in ONNX_OVERLAYS else TF_IMAGE for o in OVERLAYS}
 # The config each overlay serves (None: the model's config.pbtxt).
 CONFIG_NAMES = {"gpu": None, "cpu": "cpu", "gpu-onnx": "onnx-gpu", "cpu-onnx": "onnx-cpu"}
-# Where configs/onnx-gpu.pbtxt caches TensorRT engines (trt_engine_cache_path):
-# the one writable path the gpu-onnx overlay adds for it.
-TRT_CACHE_DIR = "/opt/tritonserver/trt-cache"
+# Where configs/onnx-gpu.pbtxt caches TensorRT engines (trt_engine_cache_path,
+# medserve.model_config's default): it must lie on a writable pod volume.
+TRT_CACHE_DIR = "/tmp/tensorrt-cache"
 COMPONENTS = ("s3", "tls", "loadtest")
 STANDALONE = ("smoke", "loader", "kserve")
 NAMESPACE = "medserve"
@@ -165,6 +169,21 @@ def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
     if obj["kind"] == "Pod":
         return obj["spec"]
     return obj["spec"]["template"]["spec"]
+
+
+def volume_holding(
+    obj: dict[str, Any], container: dict[str, Any], path: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``(volumeMount, volume)`` that ``path`` lies on (AssertionError: the root FS)."""
+    holding = [
+        m
+        for m in container.get("volumeMounts", [])
+        if path == m["mountPath"] or path.startswith(m["mountPath"].rstrip("/") + "/")
+    ]
+    assert holding, f"{path} is on no volume of {container['name']} (the root filesystem)"
+    mount = max(holding, key=lambda m: len(m["mountPath"]))
+    volume = next(v for v in pod_spec(obj)["volumes"] if v["name"] == mount["name"])
+    return mount, volume
 
 
 def pod_labels(obj: dict[str, Any]) -> dict[str, str]:

@@ -24,6 +24,7 @@ from k8s_render import (
     containers,
     parse_triton_args,
     pod_spec,
+    volume_holding,
 )
 from k8s_schemas import crd_validator, schema_errors
 from kserve_predictor import MODEL_MOUNT_PATH, predictor_pod, pvc_claim
@@ -169,11 +170,13 @@ def test_kserve_predictor_runs_triton_as_the_gpu_onnx_overlay_does(
         "terminationGracePeriodSeconds",
     ):
         assert spec[field] == twin_spec[field], field
-    # Scratch, shared memory and the TensorRT engine cache: the same emptyDirs.
+    # Scratch (with the TensorRT engine cache) and shared memory: the same emptyDirs.
     sources = _volume_sources(pod, container)
     twin_sources = _volume_sources(deployment, twin)
-    for path in ("/dev/shm", "/tmp", TRT_CACHE_DIR):
+    for path in ("/dev/shm", "/tmp"):
         assert sources[path] == twin_sources[path], path
+    mount, volume = volume_holding(pod, container, TRT_CACHE_DIR)
+    assert not mount.get("readOnly", False) and "emptyDir" in volume
 
 
 def test_vendored_kserve_schemas_reject_typos_and_wrong_types(

@@ -15,11 +15,13 @@ from k8s_render import (
     ONNX_OVERLAYS,
     OVERLAYS,
     TRITON_IMAGES,
+    TRITON_RELEASES,
     TRT_CACHE_DIR,
     Render,
     containers,
     pod_spec,
     triton_args,
+    volume_holding,
 )
 
 pytestmark = pytest.mark.k8s
@@ -67,13 +69,13 @@ def test_triton_runs_the_pinned_image_of_its_backend(overlay_renders: list[Rende
 def test_every_triton_flag_exists_in_the_image_the_overlay_runs(
     overlay_renders: list[Render],
 ) -> None:
-    images = json.loads(TRITON_FLAGS_FILE.read_text(encoding="utf-8"))["images"]
-    assert set(images) == set(TRITON_IMAGES.values()), "one flag list per image the overlays run"
+    releases = json.loads(TRITON_FLAGS_FILE.read_text(encoding="utf-8"))["images"]
+    assert set(releases) == set(TRITON_RELEASES.values()), "one flag list per Triton release"
     for render in overlay_renders:
-        image = triton(render)["image"]
-        known = set(images[image]["flags"])
+        release = TRITON_RELEASES[triton(render)["image"]]
+        known = set(releases[release]["flags"])
         used = set(triton_args(render))
-        assert used <= known, f"{render.name}: {image} has no {sorted(used - known)}"
+        assert used <= known, f"{render.name}: {release} has no {sorted(used - known)}"
 
 
 def test_triton_args_fix_models_and_report_ready_only_when_all_are_loaded(
@@ -221,17 +223,12 @@ def test_model_config_names_match_files_the_exporter_writes() -> None:
 
 
 def test_gpu_onnx_overlay_caches_tensorrt_engines_on_a_writable_pod_volume(
-    overlay_renders: list[Render],
+    renders: dict[str, Render],
 ) -> None:
-    for render in overlay_renders:
-        spec = pod_spec(render.one("Deployment", "triton"))
-        mounts = {m["mountPath"]: m for m in triton(render)["volumeMounts"]}
-        if render.overlay != "gpu-onnx":
-            assert TRT_CACHE_DIR not in mounts, render.name
-            continue
-        mount = mounts[TRT_CACHE_DIR]
+    for render in (r for r in renders.values() if r.overlay == "gpu-onnx"):
+        deployment = render.one("Deployment", "triton")
+        mount, volume = volume_holding(deployment, triton(render), TRT_CACHE_DIR)
         assert not mount.get("readOnly", False), render.name
-        volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
         # Per pod (survives container restarts), bounded so it cannot fill the node.
         assert volume["emptyDir"]["sizeLimit"], render.name
 
