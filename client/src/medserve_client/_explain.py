@@ -27,9 +27,8 @@ from medserve_client._core import stack_batch, to_predictions
 from medserve_client._errors import InferenceError, InvalidInputError
 from medserve_client._models import Explanation, ModelInfo
 from medserve_client._transport import InferCall, InferReply, OutputSpec
+from medserve_client.contract import PREDICTED_CLASS
 
-EXPLAIN_SUFFIX = "_explain"
-PREDICTED_CLASS = -1
 SUPPORTIVE_NOTE = "Supportive only, not a diagnosis."
 # How strongly the heatmap colours the image where it is hottest.
 _OVERLAY_ALPHA = 0.5

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from medserve_client import _core, _explain
+from medserve_client import _core, _explain, contract
 from medserve_client._inputs import prepare_all
 from medserve_client._models import Explanation, ModelInfo
 from medserve_client._retry import Deadline
@@ -56,7 +56,7 @@ def _entry_blocking(client: Client) -> _explain.ExplainEntry:
     with client._lock:
         if client._explain is not None:
             return client._explain
-    name, wire, version = client.model + _explain.EXPLAIN_SUFFIX, client._wire(), client.version
+    name, wire, version = contract.explain_model(client.model), client._wire(), client.version
     name_version = version or ""
 
     def fetch(remaining_s: float) -> _explain.ExplainEntry:
@@ -113,7 +113,7 @@ async def explain_async(
 
 async def _entry_async(client: AsyncClient) -> _explain.ExplainEntry:
     if client._explain is None:
-        name, wire = client.model + _explain.EXPLAIN_SUFFIX, client._wire()
+        name, wire = contract.explain_model(client.model), client._wire()
         version = client.version or ""
 
         async def fetch(remaining_s: float) -> _explain.ExplainEntry:

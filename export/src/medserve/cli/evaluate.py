@@ -66,13 +66,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``medserve evaluate``; returns 0, or 1 with ``--strict`` and a missed target."""
-    from medserve.cli._tf_logging import quiet_tensorflow
     from medserve.explain.evaluation import (
         EXPLANATION_FILENAME,
         evaluate_explanations,
         write_explanation_report,
     )
     from medserve.model import load_classifier
+    from medserve.tf_logging import quiet_tensorflow
 
     if args.lesion_images < 1:
         raise UsageError(f"--lesion-images must be at least 1, got {args.lesion_images}")

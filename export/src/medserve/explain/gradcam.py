@@ -43,13 +43,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from medserve.errors import UsageError
+from medserve_client.contract import PREDICTED_CLASS
 
 if TYPE_CHECKING:
     import keras
     import numpy as np
     import tensorflow as tf
 
-PREDICTED_CLASS = -1
 # Added to the maximum before dividing, so an all-zero map stays zero (not NaN).
 _EPSILON = 1e-12
 
