@@ -12,6 +12,7 @@ import pytest
 from medserve_bench import repo as bench_repo
 from medserve_bench import report as bench_report
 from medserve_bench.latency import latency_summary, throughput
+from medserve_client.preprocessing import to_model_input
 from medserve_locust.options import LoadOptions
 from medserve_locust.pool import ImagePool
 from medserve_locust.samples import SampleRecorder, read_samples
@@ -134,6 +135,9 @@ def test_folder_pool_resizes_to_the_model_and_sends_the_original_files_when_enco
     assert len(pool) == 2 and pool.pixels_all.shape == (2, 16, 16, 3)
     assert pool.encoded_all[1] == (tmp_path / "lesion" / "a.png").read_bytes()  # sorted by path
     assert int(pool.pixels_all[1].mean()) == 200  # grey became RGB
+    # The pixels the client's pipeline (and training) would make of the file.
+    jpeg = to_model_input(tmp_path / "b.jpg", (16, 16))
+    np.testing.assert_array_equal(pool.pixels_all[0], jpeg)
     with pytest.raises(ValueError, match="no PNG or JPEG"):
         ImagePool.from_folder(tmp_path / "lesion" / "missing", (16, 16))
 
