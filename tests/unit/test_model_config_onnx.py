@@ -100,3 +100,24 @@ def test_decoder_under_onnx_configs_is_the_pillow_python_model_with_a_pixel_cap(
 def test_new_serving_options_reject_bad_values_as_usage_errors(kwargs: dict[str, object]) -> None:
     with pytest.raises(UsageError):
         ServingOptions(**kwargs)  # type: ignore[arg-type]
+
+
+def test_explain_model_under_onnx_configs_runs_its_savedmodel_with_tensorflow_on_cpu() -> None:
+    from medserve.model_config import explain_config
+
+    local = _roundtrip(explain_config(SPEC, "local"))
+    for kind in ("onnx-gpu", "onnx-cpu"):
+        config = _roundtrip(explain_config(SPEC, kind))  # type: ignore[arg-type]
+        assert (config.backend, config.platform) == ("python", "")
+        assert config.parameters["runtime"].string_value == "tensorflow"
+        assert [g.kind for g in config.instance_group] == [mc.ModelInstanceGroup.KIND_CPU]
+        assert not config.HasField("optimization")
+        assert config.input == local.input and config.output == local.output
+
+
+def test_explain_model_runs_tensorflow_locally_whatever_the_classifier_runs() -> None:
+    from medserve.model_config import explain_config
+
+    options = ServingOptions(local_runtime="onnxruntime")
+    config = _roundtrip(explain_config(SPEC, "local", options))
+    assert config.parameters["runtime"].string_value == "tensorflow"

@@ -16,6 +16,8 @@ versions (see ``model_repository/README.md``)::
     <repo>/<name>_preprocess/  decode + resize, no weights, same layout, plus the
                                Pillow decoder decode_pillow.py for the ONNX configs
     <repo>/<name>_encoded/     ensemble: image_bytes -> preprocess -> classifier
+    <repo>/<name>_explain/     Grad-CAM: image, class_index -> probabilities, heatmap
+                               (same configs; see medserve.explain.artifact)
 
 ``formats`` chooses the classifier artifacts: the SavedModel always (it is
 ``config.pbtxt``'s), ``model.onnx`` unless the user asks for the SavedModel
@@ -39,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medserve.errors import MedServeError, UsageError
+from medserve.explain.artifact import write_explain_version
 from medserve.model import check_classifier, model_image_size
 from medserve.model_card import build_model_card, write_model_card
 from medserve.model_config import (
@@ -49,6 +52,7 @@ from medserve.model_config import (
     config_kinds,
     config_path,
     ensemble_config,
+    explain_config,
     preprocess_config,
     preprocess_name,
     to_text,
@@ -104,6 +108,7 @@ class ExportResult:
         model_dir: ``<repo>/<name>``.
         preprocess_dir: ``<repo>/<name>_preprocess``.
         ensemble_dir: ``<repo>/<name>_encoded``.
+        explain_dir: ``<repo>/<name>_explain``.
         report: The verification that ran after the export.
     """
 
@@ -112,6 +117,7 @@ class ExportResult:
     model_dir: Path
     preprocess_dir: Path
     ensemble_dir: Path
+    explain_dir: Path
     report: VerifyReport = field(repr=False)
 
 
@@ -155,14 +161,19 @@ def export_model(
     model_dir = repo / spec.name
     prep_dir = repo / preprocess_name(spec)
     ens_dir = repo / spec.encoded_name
-    for path in (model_dir, prep_dir, ens_dir):
+    explain_dir = repo / spec.explain_name
+    for path in (model_dir, prep_dir, ens_dir, explain_dir):
         if path.exists() and not path.is_dir():
             raise UsageError(f"{path} is a file; the repository needs a model directory there")
-    number = choose_version([model_dir, prep_dir], version, force=force)
+    number = choose_version([model_dir, prep_dir, explain_dir], version, force=force)
     template = _backend_template()
     expected_input = _fixed_batch(spec)
 
-    with staged_directory(model_dir) as cls_tmp, staged_directory(prep_dir) as prep_tmp:
+    with (
+        staged_directory(model_dir) as cls_tmp,
+        staged_directory(prep_dir) as prep_tmp,
+        staged_directory(explain_dir) as explain_tmp,
+    ):
         log.info("writing %s version %d", spec.name, number)
         write_classifier_savedmodel(model, cls_tmp / SAVEDMODEL_DIRNAME, spec)
         extra: dict[str, Any] = {
@@ -198,11 +209,21 @@ def export_model(
         prechecked[prep_dir.name] = check_preprocess_savedmodel(prep_tmp, spec)
         write_model_card(prep_tmp, build_model_card(None, spec, version=number, role="preprocess"))
 
-        commit_directories(
-            [(cls_tmp, model_dir / str(number)), (prep_tmp, prep_dir / str(number))], force=force
+        log.info("writing %s version %d", spec.explain_name, number)
+        prechecked[spec.explain_name] = write_explain_version(
+            model, explain_tmp, spec, version=number, template=template, images=expected_input
         )
 
-    _write_top_level(spec, options, model_dir, prep_dir, ens_dir, with_onnx=with_onnx)
+        commit_directories(
+            [
+                (cls_tmp, model_dir / str(number)),
+                (prep_tmp, prep_dir / str(number)),
+                (explain_tmp, explain_dir / str(number)),
+            ],
+            force=force,
+        )
+
+    _write_top_level(spec, options, model_dir, prep_dir, ens_dir, explain_dir, with_onnx=with_onnx)
     report = verify_repository(
         repo, model_name=spec.name, version=number, reference_model=model, prechecked=prechecked
     )
@@ -212,6 +233,7 @@ def export_model(
         model_dir=model_dir,
         preprocess_dir=prep_dir,
         ensemble_dir=ens_dir,
+        explain_dir=explain_dir,
         report=report,
     )
 
@@ -262,10 +284,11 @@ def _write_top_level(
     model_dir: Path,
     prep_dir: Path,
     ens_dir: Path,
+    explain_dir: Path,
     *,
     with_onnx: bool,
 ) -> None:
-    """Replace configs, labels and spec of the three models, each atomically.
+    """Replace configs, labels and spec of the four models, each atomically.
 
     Without ``model.onnx`` the ONNX configs of an earlier export are removed:
     they would point Triton at a version that has no ONNX file.
@@ -273,8 +296,8 @@ def _write_top_level(
     labels = "".join(f"{label}\n" for label in spec.labels)
     if not with_onnx:
         for kind in ONNX_KINDS:
-            config_path(model_dir, kind).unlink(missing_ok=True)
-            config_path(prep_dir, kind).unlink(missing_ok=True)
+            for directory in (model_dir, prep_dir, explain_dir):
+                config_path(directory, kind).unlink(missing_ok=True)
     for kind in config_kinds(onnx=with_onnx):
         write_text_atomic(
             config_path(model_dir, kind), to_text(classifier_config(spec, kind, options))
@@ -282,10 +305,14 @@ def _write_top_level(
         write_text_atomic(
             config_path(prep_dir, kind), to_text(preprocess_config(spec, kind, options))
         )
+        write_text_atomic(
+            config_path(explain_dir, kind), to_text(explain_config(spec, kind, options))
+        )
     write_text_atomic(model_dir / LABELS_FILENAME, labels)
     write_text_atomic(model_dir / SPEC_FILENAME, spec.to_json())
     write_text_atomic(ens_dir / "config.pbtxt", to_text(ensemble_config(spec)))
     write_text_atomic(ens_dir / LABELS_FILENAME, labels)
+    write_text_atomic(explain_dir / LABELS_FILENAME, labels)
     # An ensemble has no model files, but Triton still wants a version directory.
     (ens_dir / "1").mkdir(parents=True, exist_ok=True)
 
