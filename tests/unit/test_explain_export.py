@@ -13,7 +13,7 @@ from medserve.errors import UsageError, VerificationError
 from medserve.explain.artifact import check_explain_savedmodel
 from medserve.explain.gradcam import explain_images, gradcam_parts
 from medserve.loaders import run_eager, run_session
-from medserve.model_config import CONFIG_KINDS, config_path, parse_config
+from medserve.model_config import CONFIG_KINDS, ONNX_KINDS, config_path, parse_config
 from medserve.spec import SAVEDMODEL_DIRNAME
 from medserve.verify import verify_repository
 
@@ -51,7 +51,10 @@ def test_explain_config_has_the_classifier_queue_bounds_and_the_class_index_inpu
     assert explain.name == spec.explain_name
     assert explain.max_batch_size == classifier.max_batch_size
     assert explain.dynamic_batching == classifier.dynamic_batching
-    assert (explain.platform, explain.backend) == (classifier.platform, classifier.backend)
+    if kind in ONNX_KINDS:  # No ONNX form of Grad-CAM: its SavedModel on the Python backend.
+        assert (explain.platform, explain.backend) == ("", "python")
+    else:
+        assert (explain.platform, explain.backend) == (classifier.platform, classifier.backend)
     inputs = {t.name: (t.data_type, list(t.dims)) for t in explain.input}
     assert inputs == {
         spec.input_name: (mc.TYPE_UINT8, list(spec.input_shape)),
@@ -105,7 +108,8 @@ def test_verify_reports_the_explain_checks_and_catches_a_tampered_recording(
     report = verify_repository(exported_repo.repo)
     explain_lines = [line for line in report.lines() if "medcnn_explain" in line]
     assert any("TF1 session loader vs in-process Grad-CAM" in line for line in explain_lines)
-    assert sum("configs/" in line or "config.pbtxt" in line for line in explain_lines) == 3
+    configs = sum("configs/" in line or "config.pbtxt" in line for line in explain_lines)
+    assert configs == len(CONFIG_KINDS)
 
     spec = exported_repo.spec
     version_dir = repo_copy / spec.explain_name / "1"

@@ -107,7 +107,7 @@ def test_explain_model_under_onnx_configs_runs_its_savedmodel_with_tensorflow_on
 
     local = _roundtrip(explain_config(SPEC, "local"))
     for kind in ("onnx-gpu", "onnx-cpu"):
-        config = _roundtrip(explain_config(SPEC, kind))  # type: ignore[arg-type]
+        config = _roundtrip(explain_config(SPEC, kind))
         assert (config.backend, config.platform) == ("python", "")
         assert config.parameters["runtime"].string_value == "tensorflow"
         assert [g.kind for g in config.instance_group] == [mc.ModelInstanceGroup.KIND_CPU]
