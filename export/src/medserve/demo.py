@@ -122,7 +122,8 @@ def export_model_once(trained: Any, repo: Path) -> int:
     result = export_model(model, repo, spec, training_summary=trained.record)
     print(
         f"  exported {MODEL_NAME} version {result.version} "
-        f"(+ {result.preprocess_dir.name}, {result.ensemble_dir.name}) to {repo}\n"
+        f"(+ {result.preprocess_dir.name}, {result.ensemble_dir.name}, {result.explain_dir.name}) "
+        f"to {repo}\n"
         f"  verify: {len(result.report.checks)} checks passed"
     )
     return result.version
