@@ -40,6 +40,7 @@ from medserve.model import check_classifier, model_image_size
 from medserve.model_card import build_model_card, write_model_card
 from medserve.model_config import (
     CONFIG_KINDS,
+    EXPLAIN_CONFIG_KINDS,
     ServingOptions,
     classifier_config,
     config_path,
@@ -239,6 +240,7 @@ def _write_top_level(
         write_text_atomic(
             config_path(prep_dir, kind), to_text(preprocess_config(spec, kind, options))
         )
+    for kind in EXPLAIN_CONFIG_KINDS:
         write_text_atomic(
             config_path(explain_dir, kind), to_text(explain_config(spec, kind, options))
         )
