@@ -111,6 +111,7 @@ def test_onnx_overlays_load_the_classifier_and_the_encoded_path_but_not_the_expl
 
     # The model name the exporter uses unless told otherwise (--name).
     (name,) = [f.default for f in dataclasses.fields(ModelSpec) if f.name == "name"]
+    assert isinstance(name, str)
     for render in (r for r in overlay_renders if r.overlay in ONNX_OVERLAYS):
         loaded = triton_args(render)["load-model"]
         assert loaded == [name, preprocess_model(name), encoded_model(name)], render.name
