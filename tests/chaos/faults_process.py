@@ -17,6 +17,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from chaos.callers import PROTOCOLS, Callers
 from chaos.load import LoadRun
@@ -132,6 +133,7 @@ def sigterm_drain(source: Path, work: Path, scale: Scale, *, model: str = "medcn
             peak = group_peak_bytes(server.pid or 0)
             os.kill(server.pid or 0, signal.SIGTERM)
             signalled_at = time.monotonic()
+            late = _late_call(server.grpc_url, model, images[0])
             for thread in threads:
                 thread.join(HANG_AFTER_S)
             hangs = sum(thread.is_alive() for thread in threads)
@@ -154,7 +156,8 @@ def sigterm_drain(source: Path, work: Path, scale: Scale, *, model: str = "medcn
         peak_rss_mb=megabytes(peak),
         outcome=(
             f"drained: {answered}/{scale.held_requests} in-flight answered, server "
-            f"{describe_exit_status(status)} {exit_s:.1f} s after SIGTERM"
+            f"{describe_exit_status(status)} {exit_s:.1f} s after SIGTERM; "
+            f"a new call during the drain: {late}"
         ),
         criteria={
             "requests were in flight": held,
@@ -163,6 +166,16 @@ def sigterm_drain(source: Path, work: Path, scale: Scale, *, model: str = "medcn
             "clean exit": status == 0,
         },
     )
+
+
+def _late_call(url: str, model: str, image: Any) -> str:
+    """How a new call (no retries) sent right after SIGTERM ends: reported, not judged."""
+    try:
+        with Client(url, model=model, retries=0, timeout_s=10.0) as client:
+            client.classify(image)
+    except MedServeError as exc:
+        return f"refused ({type(exc).__name__})"
+    return "answered"
 
 
 def _wait_until_pending(server: object, model: str, count: int, timeout_s: float = 60.0) -> bool:
