@@ -2,8 +2,8 @@
 
 Usage::
 
-    with Callers(server.grpc_url, server.http_url, model="medcnn", images=images) as callers:
-        callers.check(worker)   # one classify through worker's protocol, answer checked
+    with closing(Callers(server.grpc_url, server.http_url, model="medcnn", images=images)) as c:
+        c.check(worker)   # one classify through worker's protocol, answer checked
 
 Worker ``n`` calls through a blocking gRPC client (``n % 3 == 0``), a blocking
 HTTP client (1) or an asyncio gRPC client on its own event loop (2). Every
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -47,17 +46,6 @@ class Callers:
         self._lock = threading.Lock()
         self._loops: list[tuple[asyncio.AbstractEventLoop, AsyncClient]] = []
         self._counter = 0
-
-    def __enter__(self) -> Callers:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _next_image(self) -> int:
         with self._lock:

@@ -16,11 +16,12 @@ import os
 import signal
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 from chaos.callers import PROTOCOLS, Callers
-from chaos.load import LoadRun
+from chaos.load import DEADLINE_S, HANG_AFTER_S, steady_load
 from chaos.memory import group_peak_bytes, megabytes
 from chaos.servers import (
     QueueHold,
@@ -33,12 +34,8 @@ from chaos.servers import (
 from chaos.settings import Scale, sample_images
 from chaos.table import FaultRow
 from medserve.process_group import describe_exit_status
-from medserve_client import Client, MedServeError, Timeout
+from medserve_client import Client, MedServeError
 
-DEADLINE_S = Timeout().request_s
-# A call may legitimately run a whole deadline; one still running well after
-# that is stuck.
-HANG_AFTER_S = DEADLINE_S + 15.0
 # How long the held requests wait in the batcher's queue (SIGTERM arrives meanwhile).
 HOLD_US = 3_000_000
 
@@ -52,14 +49,10 @@ def kill_and_restart(source: Path, work: Path, scale: Scale, *, model: str = "me
         with Client(server.grpc_url, model=model) as probe:
             images = sample_images(probe.model_info().image_size, 8)
         ports = ports_of(server)
-        with Callers(server.grpc_url, server.http_url, model=model, images=images) as callers:
-            load = LoadRun(
-                callers.check,
-                workers=scale.workers,
-                max_calls=scale.kill_calls,
-                max_duration_s=scale.max_duration_s,
-                hang_after_s=HANG_AFTER_S,
-            )
+        with closing(
+            Callers(server.grpc_url, server.http_url, model=model, images=images)
+        ) as callers:
+            load = steady_load(callers.check, scale, scale.kill_calls)
             with load:
                 flowing = load.wait_for_ok(scale.flow_calls)
                 killed_at = time.monotonic()
