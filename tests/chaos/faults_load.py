@@ -123,6 +123,7 @@ def soak(server: LocalTriton, scale: Scale, *, model: str = "medcnn") -> FaultRo
         lost=tally.lost,
         hangs=tally.hung,
         failures=tally.failures(),
+        examples=tally.examples,
         peak_rss_mb=megabytes(memory.peak_bytes),
         outcome=(
             f"RSS {megabytes(memory.before_bytes):.0f} -> {megabytes(memory.after_bytes):.0f} MB "

@@ -73,6 +73,7 @@ def kill_and_restart(source: Path, work: Path, scale: Scale, *, model: str = "me
         lost=tally.lost,
         hangs=tally.hung,
         failures=tally.failures(),
+        examples=tally.examples,
         peak_rss_mb=megabytes(peak),
         outcome=f"outage {outage_s:.1f} s (deadline {DEADLINE_S:.0f} s); calls resumed",
         criteria={

@@ -50,6 +50,7 @@ class CallTally:
     hung: int = 0
     ok_latencies_s: list[float] = field(default_factory=list)
     failed_latencies_s: list[float] = field(default_factory=list)
+    examples: dict[str, str] = field(default_factory=dict)
 
     @property
     def lost(self) -> int:
@@ -149,6 +150,8 @@ class LoadRun:
                         else self._tally.untyped
                     )
                     kind[type(outcome).__name__] += 1
+                    # The first message of each class, for the JSON report.
+                    self._tally.examples.setdefault(type(outcome).__name__, str(outcome)[:300])
                     self._tally.failed_latencies_s.append(elapsed)
                 self._changed.notify_all()
 

@@ -48,7 +48,7 @@ class Scale:
 
 SHORT = Scale(
     name="short",
-    workers=6,
+    workers=8,
     flow_calls=20,
     kill_calls=3000,
     storm_workers=48,
