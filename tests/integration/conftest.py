@@ -9,15 +9,15 @@ Usage (in a test module of this folder)::
 
 Fixtures:
     served_spec: the :class:`~medserve.spec.ModelSpec` of the tiny model (32x32, 2 labels).
+    served_keras_model: the tiny Keras model ``served_repo`` exports.
     served_repo: a model repository written by ``export_model`` (medcnn,
-        medcnn_preprocess, medcnn_encoded), the same layout as production.
+        medcnn_preprocess, medcnn_encoded, medcnn_explain), the same layout as production.
     savedmodel_reference: the same SavedModels called in-process (the expected outputs).
     local_triton: ONE started :class:`~medserve.local_triton.LocalTriton` for the
         session, on ``served_repo`` plus a test-only model
         ``medcnn_preprocess_batched`` (the decoder with dynamic batching, to
         exercise the backend's batched call and its per-request fallback),
         described by ``batched_decoder``.
-    stats_watcher: diffs Triton's statistics of a model over a block of requests.
     start_server: a factory for short-lived servers of the fault tests, each
         stopped at teardown.
 
@@ -32,7 +32,6 @@ import contextlib
 import os
 import shutil
 import signal
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,64 +101,6 @@ def batched_decoder() -> BatchedDecoder:
     return BatchedDecoder()
 
 
-@dataclass(frozen=True)
-class StatsDelta:
-    """What Triton's statistics API counted for one model between two readings."""
-
-    inferences: int
-    executions: int
-    successes: int
-    failures: int
-
-
-class StatsWatcher:
-    """Diff Triton's statistics of one model over a block of requests.
-
-    Triton updates the statistics after it has sent the responses, so a
-    reading taken right after the last answer can miss the last execution:
-    :meth:`wait` polls until every request of the block is counted.
-    """
-
-    def __init__(self, client: Any, model: str) -> None:
-        """Take the first reading of ``model`` through a tritonclient ``client``."""
-        self._client = client
-        self._model = model
-        self._before = self._read()
-
-    def _read(self) -> StatsDelta:
-        stats = self._client.get_inference_statistics(self._model, as_json=True)
-        entry = stats["model_stats"][0]
-        per_request = entry.get("inference_stats", {})
-        return StatsDelta(
-            inferences=int(entry.get("inference_count", 0)),
-            executions=int(entry.get("execution_count", 0)),
-            successes=int(per_request.get("success", {}).get("count", 0)),
-            failures=int(per_request.get("fail", {}).get("count", 0)),
-        )
-
-    def wait(self, requests: int, timeout_s: float = 30.0) -> StatsDelta:
-        """The difference since construction, once ``requests`` requests are counted."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            now = self._read()
-            delta = StatsDelta(
-                inferences=now.inferences - self._before.inferences,
-                executions=now.executions - self._before.executions,
-                successes=now.successes - self._before.successes,
-                failures=now.failures - self._before.failures,
-            )
-            counted = delta.successes + delta.failures >= requests and delta.executions > 0
-            if counted or time.monotonic() >= deadline:
-                return delta
-            time.sleep(0.1)
-
-
-@pytest.fixture(scope="session")
-def stats_watcher() -> type[StatsWatcher]:
-    """``stats_watcher(client, model)`` ... ``.wait(requests)``: statistics over a block."""
-    return StatsWatcher
-
-
 @pytest.fixture(scope="session")
 def served_spec() -> ModelSpec:
     """The tiny model's spec: 32x32 RGB, labels ("normal", "lesion")."""
@@ -169,17 +110,25 @@ def served_spec() -> ModelSpec:
 
 
 @pytest.fixture(scope="session")
-def served_repo(tmp_path_factory: pytest.TempPathFactory, served_spec: ModelSpec) -> Path:
-    """A repository written by ``export_model`` for a tiny reference CNN."""
-    from medserve.exporter import export_model
+def served_keras_model(served_spec: ModelSpec) -> Any:
+    """The tiny reference CNN that ``served_repo`` exports (for in-process references)."""
     from medserve.model import build_reference_cnn
 
-    _session_roots.add(tmp_path_factory.getbasetemp().resolve())
-    model = build_reference_cnn(
+    return build_reference_cnn(
         served_spec.input_shape, served_spec.num_classes, filters=(4, 8, 8), dense_units=8, seed=0
     )
+
+
+@pytest.fixture(scope="session")
+def served_repo(
+    tmp_path_factory: pytest.TempPathFactory, served_spec: ModelSpec, served_keras_model: Any
+) -> Path:
+    """A repository written by ``export_model`` for a tiny reference CNN."""
+    from medserve.exporter import export_model
+
+    _session_roots.add(tmp_path_factory.getbasetemp().resolve())
     repo = tmp_path_factory.mktemp("served") / "model_repository"
-    export_model(model, repo, served_spec)
+    export_model(served_keras_model, repo, served_spec)
     return repo
 
 

@@ -7,14 +7,18 @@ Usage::
     with Client("127.0.0.1:8001") as client:        # gRPC; "http://127.0.0.1:8000" for HTTP
         prediction = client.classify("chest.png", top_k=2)[0]
         print(prediction.label, prediction.score, prediction.top_k)
+        explanation = client.explain("chest.png")[0]  # Grad-CAM; supportive only
+        explanation.overlay.save("chest-overlay.png")
 
 Everything the model takes (input name, shape, dtype, labels, batch limit,
 version) is read from the server's metadata and config, never hard-coded.
-Importing this package is cheap: no TensorFlow, no connection, no pydicom
-until a DICOM input shows up.
+The served contract (tensor names, model-name suffixes, metadata parsing,
+statistics windows) is :mod:`medserve_client.contract`. Importing this
+package is cheap: no TensorFlow, no connection, no pydicom until a DICOM
+input shows up.
 """
 
-from medserve_client import exceptions
+from medserve_client import contract, exceptions
 from medserve_client._async_client import AsyncClient
 from medserve_client._client import Client
 from medserve_client._errors import (
@@ -29,6 +33,7 @@ from medserve_client._errors import (
 from medserve_client._models import (
     TLS,
     DicomSource,
+    Explanation,
     ModelInfo,
     Prediction,
     Retry,
@@ -43,6 +48,7 @@ __all__ = [
     "AsyncClient",
     "Client",
     "DicomSource",
+    "Explanation",
     "InferenceError",
     "InferenceTimeoutError",
     "InvalidInputError",
@@ -56,5 +62,6 @@ __all__ = [
     "Timeout",
     "Window",
     "__version__",
+    "contract",
     "exceptions",
 ]

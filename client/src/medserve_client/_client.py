@@ -31,15 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from medserve_client import _core
+from medserve_client import _core, contract
 from medserve_client._base import BaseClient
 from medserve_client._errors import (
-    InvalidInputError,
     ModelNotReadyError,
     ServerUnavailableError,
 )
 from medserve_client._inputs import prepare_all
-from medserve_client._models import ModelInfo, Prediction
+from medserve_client._models import Explanation, ModelInfo, Prediction
 from medserve_client._pipeline import check_concurrency, ordered_map
 from medserve_client._retry import Deadline, call_with_retry
 from medserve_client._shm import ShmPool, pool_for, shm_request
@@ -112,7 +111,7 @@ class Client(BaseClient[Transport]):
     def _wire(self) -> Transport:
         with self._lock:
             if self._closed:
-                raise InvalidInputError("the client is closed; create a new Client")
+                raise self._closed_error()
             if self._transport is None:
                 from medserve_client._sync_transports import open_transport
 
@@ -178,6 +177,8 @@ class Client(BaseClient[Transport]):
         labels) and cached for the life of the client.
         """
         with self._lock:
+            if self._closed:
+                raise self._closed_error()
             if self._info is not None:
                 return self._info
         wire, version = self._wire(), self.version or ""
@@ -185,36 +186,59 @@ class Client(BaseClient[Transport]):
         def fetch(remaining_s: float) -> ModelInfo:
             metadata = wire.model_metadata(self.model, version, timeout_s=remaining_s)
             config = wire.model_config(self.model, version, timeout_s=remaining_s)
-            info = _core.model_info_from(metadata, config, labels=None, version=self.version)
-            if not _core.has_labels(config, info.output_name):
-                log.warning("model %s has no label_filename; classes are named by index", info.name)
+            info, labelled = self._info_without_labels(metadata, config)
+            if not labelled:
                 return info
             reply = wire.infer(
                 _core.label_call(info, model=self.model, version=version, timeout_s=remaining_s)
             )
-            labels = _core.parse_labels(reply.outputs[info.output_name], info.num_classes)
-            return _core.model_info_from(metadata, config, labels=labels, version=self.version)
+            return self._info_with_labels(metadata, config, info, reply.outputs[info.output_name])
 
         info = self._check_medserve_model(self._call(f"model info of {self.model!r}", fetch))
         with self._lock:
             self._info = info
         return info
 
-    def _encoded_entry(self) -> _core.EncodedEntry:
+    def _encoded_entry(self) -> contract.EncodedEntry:
         with self._lock:
             if self._encoded is not None:
                 return self._encoded
-        name, wire = self.model + "_encoded", self._wire()
+        name, wire = contract.encoded_model(self.model), self._wire()
 
-        def fetch(remaining_s: float) -> _core.EncodedEntry:
+        def fetch(remaining_s: float) -> contract.EncodedEntry:
             metadata = wire.model_metadata(name, "", timeout_s=remaining_s)
             config = wire.model_config(name, "", timeout_s=remaining_s)
-            return _core.encoded_entry_from(metadata, config)
+            return contract.encoded_entry_from(metadata, config)
 
-        entry: _core.EncodedEntry = self._call(f"model info of {name!r}", fetch)
+        entry: contract.EncodedEntry = self._call(f"model info of {name!r}", fetch)
         with self._lock:
             self._encoded = entry
         return entry
+
+    # -- explanation -------------------------------------------------------------------
+
+    def explain(
+        self, inputs: Any, *, class_index: int | str | None = None, timeout_s: float | None = None
+    ) -> list[Explanation]:
+        """Grad-CAM explanations of one input or many, from ``<model>_explain``; in order.
+
+        Supportive only, not a diagnosis. Inputs are read and preprocessed as
+        in :meth:`classify` (DICOM windowed, resized here); more inputs than
+        the explain model's ``max_batch_size`` are split into concurrent requests.
+
+        Args:
+            inputs: What :meth:`classify` accepts.
+            class_index: The class to explain, by index or label, for every
+                input; ``None`` (or ``-1``) explains each input's predicted class.
+            timeout_s: Deadline of this call (default: the client's ``request_s``).
+
+        Raises:
+            InvalidInputError: An input cannot be read, or the class does not exist.
+            MedServeError: Any other failure, as its most specific subclass.
+        """
+        from medserve_client._explain_calls import explain_blocking
+
+        return explain_blocking(self, inputs, class_index=class_index, timeout_s=timeout_s)
 
     # -- classification --------------------------------------------------------------
 
@@ -363,7 +387,7 @@ class Client(BaseClient[Transport]):
     def _shm_pool(self, info: ModelInfo) -> ShmPool:
         with self._lock:
             if self._closed:
-                raise InvalidInputError("the client is closed; create a new Client")
+                raise self._closed_error()
             if self._shm is None:
                 self._shm = pool_for(info)
             return self._shm

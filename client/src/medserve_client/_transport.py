@@ -103,6 +103,8 @@ class InferCall:
     shm_byte_size: int = 0
     outputs: tuple[OutputSpec, ...] = ()
     timeout_s: float = 30.0
+    # More inputs by value, ``(name, datatype, array)``: the explain model's class index.
+    extra_inputs: tuple[tuple[str, str, npt.NDArray[Any]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,6 @@ class Transport(Protocol):
     def infer(self, call: InferCall) -> InferReply: ...
     def register_shm(self, name: str, key: str, byte_size: int, *, timeout_s: float) -> None: ...
     def unregister_shm(self, name: str, *, timeout_s: float) -> None: ...
-    def statistics(self, model: str, *, timeout_s: float) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
 

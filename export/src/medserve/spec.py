@@ -8,7 +8,8 @@ Usage::
 
 The exporter writes this spec into the model repository; the config builder,
 the verifier and the local launcher read it. The client never reads it: it
-learns the same facts from the server's metadata and config.
+learns the same facts from the server's metadata and config. Tensor names and
+model-name suffixes are the served contract's (``medserve_client.contract``).
 """
 
 from __future__ import annotations
@@ -19,17 +20,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from medserve.errors import UsageError
+from medserve_client.contract import (
+    CLASS_INDEX_NAME,
+    ENCODED_INPUT_NAME,
+    HEATMAP_NAME,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    encoded_model,
+    explain_model,
+)
 
 SPEC_FILENAME = "medserve_spec.json"
 LABELS_FILENAME = "labels.txt"
 SAVEDMODEL_DIRNAME = "model.savedmodel"
 MODEL_CARD_FILENAME = "model_card.json"
 
-INPUT_NAME = "image"
-ENCODED_INPUT_NAME = "image_bytes"
-OUTPUT_NAME = "probabilities"
 SIGNATURE_NAME = "serving_default"
-ENCODED_SUFFIX = "_encoded"
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -48,6 +54,9 @@ class ModelSpec:
         input_name: Name of the uint8 image input tensor.
         encoded_input_name: Name of the encoded-bytes input of the ensemble.
         output_name: Name of the probability output tensor.
+        class_index_name: Name of the explain model's class input (INT32,
+            ``-1`` for the predicted class).
+        heatmap_name: Name of the explain model's Grad-CAM output (FP32 ``[H, W]``).
     """
 
     name: str = "medcnn"
@@ -58,6 +67,8 @@ class ModelSpec:
     input_name: str = INPUT_NAME
     encoded_input_name: str = ENCODED_INPUT_NAME
     output_name: str = OUTPUT_NAME
+    class_index_name: str = CLASS_INDEX_NAME
+    heatmap_name: str = HEATMAP_NAME
 
     def __post_init__(self) -> None:
         if not _MODEL_NAME.match(self.name):
@@ -93,7 +104,12 @@ class ModelSpec:
     @property
     def encoded_name(self) -> str:
         """Triton model name of the encoded-bytes entry point (the ensemble)."""
-        return self.name + ENCODED_SUFFIX
+        return encoded_model(self.name)
+
+    @property
+    def explain_name(self) -> str:
+        """Triton model name of the Grad-CAM model (probabilities + heatmap)."""
+        return explain_model(self.name)
 
     def to_json(self) -> str:
         """Serialise to a stable, human-readable JSON document."""
