@@ -31,7 +31,7 @@ from chaos.table import FaultRow
 from medserve.local_triton import LocalTriton
 from medserve_client import InvalidInputError, MedServeError
 from medserve_client._sync_transports import open_transport
-from medserve_client._transport import Endpoint, InferCall, OutputSpec
+from medserve_client.transport import Endpoint, InferCall, OutputSpec
 
 MAX_GROWTH_BYTES = 256 * 1024 * 1024
 BOMB_SIDE = 20_000  # 400 MP: 1.2 GB as RGB once decoded, ~1.2 MB as PNG.
