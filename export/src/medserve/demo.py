@@ -78,7 +78,24 @@ def train_model(work: Path, *, retrain: bool) -> Any:
         f"  validation accuracy {metrics.get('val_accuracy', float('nan')):.3f}, "
         f"ROC AUC {metrics.get('val_roc_auc', float('nan')):.3f}"
     )
+    print(calibration_line(result.record, result.model_path.parent))
     return result
+
+
+def calibration_line(record: dict[str, Any], training_dir: Path) -> str:
+    """The calibration figure of a ``training.json``: T, and ECE / Brier before and after."""
+    calibration = record.get("calibration")
+    if not calibration:
+        return "  calibration: not measured (training.json has no calibration section)"
+    before, after = calibration["before"], calibration["after"]
+    state = "applied in the served graph" if calibration["applied"] else "not applied (T = 1 kept)"
+    return (
+        f"  calibration on {calibration['samples']} validation images: "
+        f"T = {calibration['temperature']:.3f}, {state}\n"
+        f"    ECE (15 bins) {before['ece']:.4f} -> {after['ece']:.4f}, "
+        f"Brier {before['brier']:.4f} -> {after['brier']:.4f}; "
+        f"reliability diagram {training_dir / calibration['reliability_diagram']}"
+    )
 
 
 def export_model_once(trained: Any, repo: Path) -> int:

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medserve.batches import batches, evaluate
+from medserve.assessment import assess
+from medserve.batches import batches
 from medserve.data import LabelledImages, list_image_folder, load_image_folder, synthetic_dataset
 from medserve.data.synthetic import GENERATOR_VERSION
 from medserve.errors import UsageError
@@ -173,6 +174,9 @@ class TrainConfig:
             "patience": self.patience,
             "optimizer": "adam",
             "loss": "categorical_crossentropy",
+            # Part of the fingerprint: a run from before calibration existed
+            # has no temperature and must not be reused.
+            "calibration": "temperature-nll",
         }
 
 
@@ -278,7 +282,8 @@ def train(config: TrainConfig) -> TrainResult:
         ],
         verbose=config.verbose,
     )
-    metrics = evaluate(model, validation_set, batch_size=config.batch_size)
+    assessment = assess(model, validation_set, output, batch_size=config.batch_size)
+    metrics = assessment["metrics"]
     log.info(
         "validation: accuracy %.4f, ROC AUC %.4f, loss %.4f",
         metrics["val_accuracy"],
@@ -303,6 +308,8 @@ def train(config: TrainConfig) -> TrainResult:
         model_sha256=sha256_file(model_path),
         duration_s=time.monotonic() - started,
     )
+    record["calibration"] = assessment["calibration"]
+    record["validation_report"] = assessment["validation_report"]
     write_json_atomic(record_path, record)
     log.info("wrote %s and %s", model_path, record_path)
     return TrainResult(model_path, record_path, record, reused=False)
