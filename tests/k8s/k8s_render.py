@@ -4,7 +4,7 @@ Usage::
 
     renders = render_all(tmp_dir)
     gpu = renders["gpu"]                 # overlay alone
-    combo = renders["cpu+s3+tls"]        # overlay with components
+    combo = renders["cpu-onnx+s3+tls"]   # overlay with components
     triton = gpu.one("Deployment", "triton")
 
 Every overlay is rendered alone and with every subset of the components, by
@@ -30,13 +30,23 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 K8S_DIR = REPO_ROOT / "k8s"
-OVERLAYS = ("gpu", "cpu")
+# TensorFlow backend on Triton 25.02, then onnxruntime on Triton 26.09.
+OVERLAYS = ("gpu", "cpu", "gpu-onnx", "cpu-onnx")
+GPU_OVERLAYS = ("gpu", "gpu-onnx")
+ONNX_OVERLAYS = ("gpu-onnx", "cpu-onnx")
+# 25.02 is the last image with the TensorFlow backend (SavedModel configs);
+# the ONNX overlays run the current release. Both pinned, never `latest`.
+TF_IMAGE = "nvcr.io/nvidia/tritonserver:25.02-py3"
+ONNX_IMAGE = "nvcr.io/nvidia/tritonserver:26.09-py3"
+TRITON_IMAGES = {o: ONNX_IMAGE if o in ONNX_OVERLAYS else TF_IMAGE for o in OVERLAYS}
+# The config each overlay serves (None: the model's config.pbtxt).
+CONFIG_NAMES = {"gpu": None, "cpu": "cpu", "gpu-onnx": "onnx-gpu", "cpu-onnx": "onnx-cpu"}
+# Where configs/onnx-gpu.pbtxt caches TensorRT engines (trt_engine_cache_path,
+# medserve.model_config's default): it must lie on a writable pod volume.
+TRT_CACHE_DIR = "/tmp/tensorrt-cache"
 COMPONENTS = ("s3", "tls", "loadtest")
-STANDALONE = ("smoke", "loader")
+STANDALONE = ("smoke", "loader", "kserve")
 NAMESPACE = "medserve"
-# Only the loadtest component reads files outside its own folder (the
-# locustfiles in loadtest/); its README line says to render it this way too.
-LOAD_RESTRICTOR = "--load-restrictor=LoadRestrictionsNone"
 RENDER_TIMEOUT_S = 60
 RENDER_WORKERS = 4
 
@@ -70,17 +80,13 @@ def kubectl() -> str:
     return path
 
 
-def kustomize(directory: Path, *, files_outside: bool = False) -> str:
+def kustomize(directory: Path) -> str:
     """``kubectl kustomize DIRECTORY`` (stdout); RuntimeError with kustomize's message.
 
-    Args:
-        directory: The kustomization to render.
-        files_outside: Allow files outside the kustomization's root (only the
-            loadtest component needs it).
+    Rendered with kustomize's default load restrictor: no kustomization may
+    read a file outside its own root.
     """
     command = [kubectl(), "kustomize", str(directory)]
-    if files_outside:
-        command.insert(2, LOAD_RESTRICTOR)
     proc = subprocess.run(
         command,
         capture_output=True,
@@ -99,7 +105,7 @@ def combination_name(overlay: str, components: tuple[str, ...]) -> str:
 
 
 def combinations() -> list[tuple[str, tuple[str, ...]]]:
-    """Every overlay with every subset of the components (2 x 8 = 16)."""
+    """Every overlay with every subset of the components (4 x 8 = 32)."""
     subsets = [
         combo
         for size in range(len(COMPONENTS) + 1)
@@ -141,7 +147,7 @@ def render_all(work: Path) -> dict[str, Render]:
     jobs += [(name, None, (), K8S_DIR / name) for name in STANDALONE]
     # kubectl is a separate process per render: a few in parallel halve the wall time.
     with ThreadPoolExecutor(max_workers=RENDER_WORKERS) as pool:
-        texts = pool.map(lambda job: kustomize(job[3], files_outside="loadtest" in job[2]), jobs)
+        texts = pool.map(lambda job: kustomize(job[3]), jobs)
         for (name, overlay, components, _), text in zip(jobs, texts, strict=True):
             path = out / f"{name}.yaml"
             path.write_text(text, encoding="utf-8")
@@ -161,6 +167,21 @@ def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
     return obj["spec"]["template"]["spec"]
 
 
+def volume_holding(
+    obj: dict[str, Any], container: dict[str, Any], path: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``(volumeMount, volume)`` that ``path`` lies on (AssertionError: the root FS)."""
+    holding = [
+        m
+        for m in container.get("volumeMounts", [])
+        if path == m["mountPath"] or path.startswith(m["mountPath"].rstrip("/") + "/")
+    ]
+    assert holding, f"{path} is on no volume of {container['name']} (the root filesystem)"
+    mount = max(holding, key=lambda m: len(m["mountPath"]))
+    volume = next(v for v in pod_spec(obj)["volumes"] if v["name"] == mount["name"])
+    return mount, volume
+
+
 def pod_labels(obj: dict[str, Any]) -> dict[str, str]:
     """Labels the pods of a workload carry."""
     if obj["kind"] == "Pod":
@@ -174,16 +195,18 @@ def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 
 def triton_args(render: Render) -> dict[str, list[str]]:
-    """Triton's ``--flag=value`` args as ``{flag: [values...]}``."""
-    container = containers(render.one("Deployment", "triton"))[0]
-    assert "command" not in container, f"{render.name}: keep the image's entrypoint"
+    """Triton's ``--flag=value`` args of the render's Deployment as ``{flag: [values...]}``."""
+    return parse_triton_args(containers(render.one("Deployment", "triton"))[0], render.name)
+
+
+def parse_triton_args(container: dict[str, Any], where: str) -> dict[str, list[str]]:
+    """A Triton container's ``--flag=value`` args as ``{flag: [values...]}``."""
+    assert "command" not in container, f"{where}: keep the image's entrypoint"
     program, *flags = container["args"]
-    assert program == "tritonserver", render.name
+    assert program == "tritonserver", where
     parsed: dict[str, list[str]] = {}
     for arg in flags:
-        assert arg.startswith("--") and "=" in arg, (
-            f"{render.name}: arg {arg!r} is not --flag=value"
-        )
+        assert arg.startswith("--") and "=" in arg, f"{where}: arg {arg!r} is not --flag=value"
         flag, value = arg[2:].split("=", 1)
         parsed.setdefault(flag, []).append(value)
     return parsed
@@ -192,7 +215,7 @@ def triton_args(render: Render) -> dict[str, list[str]]:
 def unique_objects(renders: dict[str, Render]) -> dict[str, tuple[str, dict[str, Any]]]:
     """Distinct objects across renders, keyed by canonical JSON, with a render that has each.
 
-    Most objects are identical in all 16 combinations; checking each distinct
+    Most objects are identical in all 32 combinations; checking each distinct
     object once keeps schema validation and checkov fast without skipping any
     variant (a Deployment patched by a component is a distinct object).
     """

@@ -2,12 +2,23 @@
 
 No cluster and no GPU here, so the server is the one the export side already
 uses locally: the ``tritonserver`` of the nvidia-pytriton wheel (Triton 2.51,
-CPU only; the production image is 2.55, which kept every flag used here). It
-gets the manifests' own args, with the Kubernetes variables filled in (an empty
-model repository, a key) and the ports moved to free ones so it coexists with
-other servers on the machine. What this proves: every flag exists, every value
-parses, readiness works with no model, and the restricted-API key really
-closes the admin endpoints while health and metadata stay open.
+CPU only, Python backend only). Each overlay's args are started on it, with the
+Kubernetes variables filled in (an empty model repository, a key) and the ports
+moved to free ones so it coexists with other servers on the machine. What this
+proves, per overlay: every flag exists in 2.51, every value parses, readiness
+works with no model, and the restricted-API key really closes the admin
+endpoints while health and metadata stay open.
+
+KServe's predictor is started the same way, with the args KServe gives it
+(the ServingRuntime's, then the InferenceService's; see kserve_predictor).
+
+What it cannot prove: that the images the overlays run (25.02 = Triton 2.55,
+26.09 = Triton 2.73) accept the args (test_policy_triton checks every flag
+against the flag lists of those releases' own parser, vendored in
+k8s/schemas/tritonserver-flags.json), nor that a model loads under
+``--model-config-name``: the wheel has neither the TensorFlow nor the
+onnxruntime backend, and the repository here is empty, so the selected
+config name (``cpu``, ``onnx-cpu``, ``onnx-gpu``) is accepted but never read.
 """
 
 from __future__ import annotations
@@ -21,9 +32,11 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from k8s_render import Render, containers
+from k8s_render import OVERLAYS, Render, containers
+from kserve_predictor import predictor_pod
 
 from medserve.ports import free_ports
 from medserve.stub import TritonInstall, locate_tritonserver, server_environment
@@ -36,6 +49,7 @@ ADMIN_HEADER = "medserve-admin-key"
 # Triton's --log-format=ISO8601 lines: "2026-11-28T16:57:00Z I 1234 file.cc:12] ..."
 ISO8601_LINE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z [IWE] ")
 PORT_FLAGS = ("http-port", "grpc-port", "metrics-port")
+KSERVE = "kserve"
 
 
 @dataclass(frozen=True)
@@ -47,16 +61,24 @@ class RunningTriton:
     log: Path
 
 
-def server_args(render: Render, values: dict[str, str], ports: dict[str, int]) -> list[str]:
-    """The manifest's args with $(VAR) filled in and the ports replaced."""
-    container = containers(render.one("Deployment", "triton"))[0]
+def triton_container(renders: dict[str, Render], name: str) -> dict[str, Any]:
+    """The Triton container of an overlay's Deployment, or of KServe's predictor Pod."""
+    if name == KSERVE:
+        return containers(predictor_pod(renders[KSERVE]))[0]
+    return containers(renders[name].one("Deployment", "triton"))[0]
+
+
+def server_args(
+    container: dict[str, Any], values: dict[str, str], replaced: dict[str, str]
+) -> list[str]:
+    """The container's args with $(VAR) filled in and the ``replaced`` flags' values swapped."""
     program, *flags = container["args"]
     assert program == "tritonserver"
     args = []
     for flag in flags:
         name = flag[2:].split("=", 1)[0]
-        if name in ports:
-            flag = f"--{name}={ports[name]}"
+        if name in replaced:
+            flag = f"--{name}={replaced[name]}"
         args.append(re.sub(r"\$\((\w+)\)", lambda m: values[m.group(1)], flag))
     return args
 
@@ -69,7 +91,7 @@ def tritonserver_flags(binary: Path, env: dict[str, str]) -> set[str]:
     return set(re.findall(r"^\s+--([a-z0-9-]+)", proc.stdout + proc.stderr, flags=re.MULTILINE))
 
 
-def request(url: str, *, method: str = "GET", headers: dict[str, str] | None = None) -> int:
+def http_status(url: str, *, method: str = "GET", headers: dict[str, str] | None = None) -> int:
     """HTTP status of one request (no exception for 4xx/5xx)."""
     req = urllib.request.Request(
         url, method=method, headers=headers or {}, data=b"" if method == "POST" else None
@@ -87,20 +109,23 @@ def install() -> TritonInstall:
     return locate_tritonserver()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=[*OVERLAYS, KSERVE])
 def running_triton(
+    request: pytest.FixtureRequest,
     renders: dict[str, Render],
     install: TritonInstall,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RunningTriton]:
-    work = tmp_path_factory.mktemp("triton")
+    """The wheel's tritonserver with the args of one overlay (or of KServe's predictor)."""
+    work = tmp_path_factory.mktemp(f"triton-{request.param}")
     repository = work / "model_repository"
     repository.mkdir()
     key = secrets.token_hex(16)
     ports = dict(zip(PORT_FLAGS, free_ports(3), strict=True))
-    # The CPU overlay: it adds --model-config-name to the common args.
     args = server_args(
-        renders["cpu"], {"MODEL_REPOSITORY": str(repository), "TRITON_ADMIN_KEY": key}, ports
+        triton_container(renders, request.param),
+        {"MODEL_REPOSITORY": str(repository), "TRITON_ADMIN_KEY": key},
+        {**{flag: str(port) for flag, port in ports.items()}, "model-repository": str(repository)},
     )
     log = work / "triton.log"
     with log.open("w") as sink:
@@ -117,7 +142,7 @@ def running_triton(
             if process.poll() is not None:
                 pytest.fail(f"tritonserver exited {process.returncode}:\n{log.read_text()[-3000:]}")
             try:
-                if request(f"{http}/v2/health/ready") == 200:
+                if http_status(f"{http}/v2/health/ready") == 200:
                     break
             except OSError:
                 pass
@@ -138,20 +163,22 @@ def running_triton(
 
 def test_every_triton_flag_in_the_manifests_exists_in_tritonserver(
     overlay_renders: list[Render],
+    renders: dict[str, Render],
     install: TritonInstall,
 ) -> None:
     known = tritonserver_flags(install.binary, server_environment(install))
     assert {"model-repository", "http-restricted-api"} <= known, "could not read --help"
-    for render in overlay_renders:
-        container = containers(render.one("Deployment", "triton"))[0]
+    named = [(r.name, containers(r.one("Deployment", "triton"))[0]) for r in overlay_renders]
+    named.append((KSERVE, triton_container(renders, KSERVE)))
+    for name, container in named:
         used = {arg[2:].split("=", 1)[0] for arg in container["args"][1:]}
-        assert used <= known, f"{render.name}: unknown flags {sorted(used - known)}"
+        assert used <= known, f"{name}: unknown flags {sorted(used - known)}"
 
 
 def test_triton_with_the_manifest_args_is_live_and_ready(running_triton: RunningTriton) -> None:
-    assert request(f"{running_triton.http}/v2/health/live") == 200
-    assert request(f"{running_triton.http}/v2/health/ready") == 200
-    assert request(f"{running_triton.http}/v2") == 200  # server metadata stays open
+    assert http_status(f"{running_triton.http}/v2/health/live") == 200
+    assert http_status(f"{running_triton.http}/v2/health/ready") == 200
+    assert http_status(f"{running_triton.http}/v2") == 200  # server metadata stays open
 
 
 @pytest.mark.parametrize(
@@ -168,9 +195,9 @@ def test_admin_endpoints_answer_only_with_the_admin_key(
     running_triton: RunningTriton, method: str, path: str
 ) -> None:
     url = running_triton.http + path
-    assert request(url, method=method) == 403
-    assert request(url, method=method, headers={ADMIN_HEADER: "wrong"}) == 403
-    assert request(url, method=method, headers={ADMIN_HEADER: running_triton.admin_key}) == 200
+    assert http_status(url, method=method) == 403
+    assert http_status(url, method=method, headers={ADMIN_HEADER: "wrong"}) == 403
+    assert http_status(url, method=method, headers={ADMIN_HEADER: running_triton.admin_key}) == 200
 
 
 def test_triton_logs_in_iso8601(running_triton: RunningTriton) -> None:
