@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from served_keras_model import SERVED_TEMPERATURE, build_served_keras_model
 
 from medserve.local_triton import LocalTriton
 from medserve.spec import SAVEDMODEL_DIRNAME, ModelSpec
@@ -172,14 +173,18 @@ def served_spec() -> ModelSpec:
 def served_repo(tmp_path_factory: pytest.TempPathFactory, served_spec: ModelSpec) -> Path:
     """A repository written by ``export_model`` for a tiny reference CNN."""
     from medserve.exporter import export_model
-    from medserve.model import build_reference_cnn
 
     _session_roots.add(tmp_path_factory.getbasetemp().resolve())
-    model = build_reference_cnn(
-        served_spec.input_shape, served_spec.num_classes, filters=(4, 8, 8), dense_units=8, seed=0
-    )
     repo = tmp_path_factory.mktemp("served") / "model_repository"
-    export_model(model, repo, served_spec)
+    # Served calibrated, as a trained model is: every served probability
+    # passes through the temperature layer of the exported graph.
+    calibration = {"temperature": SERVED_TEMPERATURE, "applied": True, "note": "test input"}
+    export_model(
+        build_served_keras_model(served_spec),
+        repo,
+        served_spec,
+        training_summary={"calibration": calibration},
+    )
     return repo
 
 
