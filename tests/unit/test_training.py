@@ -38,6 +38,7 @@ def _tiny(output: Path, **overrides: object) -> TrainConfig:
         "samples_per_class": 8,
         "epochs": 2,
         "batch_size": 8,
+        "validation_split": 0.2,
         "verbose": 0,
     }
     settings.update(overrides)
@@ -186,3 +187,12 @@ def test_bad_settings_are_usage_errors_naming_the_field(
 ) -> None:
     with pytest.raises(UsageError, match=field):
         _tiny(tmp_path, **overrides)
+
+
+def test_the_synthetic_set_holds_out_more_for_calibration_than_a_folder(tmp_path: Path) -> None:
+    synthetic = TrainConfig(output=tmp_path)
+    folder = TrainConfig(output=tmp_path, data_dir=tmp_path)
+    assert synthetic.resolved_validation_split() == 0.6
+    assert folder.resolved_validation_split() == 0.2
+    assert synthetic.hyperparameters()["validation_split"] == 0.6
+    assert TrainConfig(output=tmp_path, validation_split=0.3).resolved_validation_split() == 0.3

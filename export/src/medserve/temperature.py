@@ -55,7 +55,9 @@ def with_temperature(model: keras.Model, temperature: float) -> keras.Model:
     # Built on the model's own input and output tensors, so its layers (the
     # convolutions Grad-CAM reads) stay reachable by name in the new model.
     outputs = temperature_layer(temperature)(model.outputs[0])
-    return keras.Model(model.inputs, outputs, name=model.name)
+    # The single input tensor, not the list: called on a bare tensor, a model
+    # built on a one-element list warns that the input structure differs.
+    return keras.Model(model.inputs[0], outputs, name=model.name)
 
 
 def output_layer(model: keras.Model) -> Any:
