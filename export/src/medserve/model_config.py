@@ -34,10 +34,10 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from medserve.errors import UsageError, VerificationError
 from medserve.spec import LABELS_FILENAME, ModelSpec
+from medserve_client.contract import preprocess_model
 
 ConfigKind = Literal["gpu", "cpu", "local"]
 CONFIG_KINDS: tuple[ConfigKind, ...] = ("gpu", "cpu", "local")
-PREPROCESS_SUFFIX = "_preprocess"
 TF_PLATFORM = "tensorflow_savedmodel"
 PYTHON_BACKEND = "python"
 ENSEMBLE_PLATFORM = "ensemble"
@@ -52,7 +52,7 @@ def config_path(model_dir: Path, kind: ConfigKind) -> Path:
 
 def preprocess_name(spec: ModelSpec) -> str:
     """Triton model name of the decode-and-resize model (``medcnn_preprocess``)."""
-    return spec.name + PREPROCESS_SUFFIX
+    return preprocess_model(spec.name)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,7 +8,8 @@ Usage::
 
 The exporter writes this spec into the model repository; the config builder,
 the verifier and the local launcher read it. The client never reads it: it
-learns the same facts from the server's metadata and config.
+learns the same facts from the server's metadata and config. Tensor names and
+model-name suffixes are the served contract's (``medserve_client.contract``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from medserve.errors import UsageError
+from medserve_client.contract import ENCODED_INPUT_NAME, INPUT_NAME, OUTPUT_NAME, encoded_model
 
 SPEC_FILENAME = "medserve_spec.json"
 LABELS_FILENAME = "labels.txt"
@@ -27,11 +29,7 @@ MODEL_CARD_FILENAME = "model_card.json"
 # Rendered from model_card.json (medserve card), so not in its checksum table.
 MODEL_CARD_MARKDOWN_FILENAME = "model_card.md"
 
-INPUT_NAME = "image"
-ENCODED_INPUT_NAME = "image_bytes"
-OUTPUT_NAME = "probabilities"
 SIGNATURE_NAME = "serving_default"
-ENCODED_SUFFIX = "_encoded"
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -95,7 +93,7 @@ class ModelSpec:
     @property
     def encoded_name(self) -> str:
         """Triton model name of the encoded-bytes entry point (the ensemble)."""
-        return self.name + ENCODED_SUFFIX
+        return encoded_model(self.name)
 
     def to_json(self) -> str:
         """Serialise to a stable, human-readable JSON document."""

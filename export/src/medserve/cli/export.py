@@ -18,8 +18,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from medserve.cli._tf_logging import quiet_tensorflow
 from medserve.errors import UsageError
+from medserve.tf_logging import quiet_tensorflow
 
 TRAINING_SUMMARY = "training.json"
 
