@@ -9,8 +9,10 @@ Usage (in a test module of this folder)::
 
 Fixtures:
     served_spec: the :class:`~medserve.spec.ModelSpec` of the tiny model (32x32, 2 labels).
+    served_keras_model: the tiny Keras model as ``served_repo`` serves it (with its
+        temperature layer, :data:`served_model_builder.SERVED_TEMPERATURE`).
     served_repo: a model repository written by ``export_model`` (medcnn,
-        medcnn_preprocess, medcnn_encoded), the same layout as production.
+        medcnn_preprocess, medcnn_encoded, medcnn_explain), the same layout as production.
     savedmodel_reference: the same SavedModels called in-process (the expected outputs).
     local_triton: ONE started :class:`~medserve.local_triton.LocalTriton` for the
         session, on ``served_repo`` plus a test-only model
@@ -39,7 +41,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from served_keras_model import SERVED_TEMPERATURE, build_served_keras_model
+from served_model_builder import SERVED_TEMPERATURE, build_served_keras_model
 
 from medserve.local_triton import LocalTriton
 from medserve.spec import SAVEDMODEL_DIRNAME, ModelSpec
@@ -107,6 +109,14 @@ def served_spec() -> ModelSpec:
     return ModelSpec(
         name="medcnn", labels=("normal", "lesion"), image_size=(32, 32), max_batch_size=16
     )
+
+
+@pytest.fixture(scope="session")
+def served_keras_model(served_spec: ModelSpec) -> Any:
+    """The Keras model as ``served_repo`` serves it: the tiny CNN and its temperature layer."""
+    from medserve.temperature import with_temperature
+
+    return with_temperature(build_served_keras_model(served_spec), SERVED_TEMPERATURE)
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from PIL import Image
-from served_keras_model import SERVED_TEMPERATURE, build_served_keras_model
+from served_model_builder import SERVED_TEMPERATURE, build_served_keras_model
 
 from medserve.calibration import temperature_scale
 from medserve.local_triton import LocalTriton

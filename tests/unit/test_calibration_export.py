@@ -1,5 +1,5 @@
 """Calibration end to end: an over-confident model, its temperature in the exported graph,
-the reliability diagram and the rendered model card.
+the reliability diagram and the rendered model card with the explanation figures.
 
 One over-confident model is trained per module: a small reference CNN fitted
 for many epochs, with no early stopping, on 60 synthetic images of which a
@@ -36,6 +36,7 @@ EPOCHS = 60
 class CalibratedExport:
     model: Any
     assessment: dict[str, Any]
+    explanation: dict[str, Any]
     training_dir: Path
     repo: Path
     version_dir: Path
@@ -57,6 +58,7 @@ def calibrated_export(tmp_path_factory: pytest.TempPathFactory) -> CalibratedExp
     import keras
 
     from medserve.assessment import assess
+    from medserve.explain.evaluation import evaluate_explanations
     from medserve.exporter import export_model
     from medserve.model import build_reference_cnn
     from medserve.spec import ModelSpec
@@ -77,10 +79,11 @@ def calibrated_export(tmp_path_factory: pytest.TempPathFactory) -> CalibratedExp
     training_dir.mkdir()
     assessment = assess(model, validation_set, training_dir, batch_size=32)
     summary = {"labels": ["normal", "lesion"], "image_size": list(SIZE), **assessment}
+    explanation = evaluate_explanations(model, lesion_images=6, seed=2027).to_json()
     repo = work / "model_repository"
     spec = ModelSpec(labels=("normal", "lesion"), image_size=SIZE, max_batch_size=8)
-    result = export_model(model, repo, spec, training_summary=summary)
-    return CalibratedExport(model, assessment, training_dir, repo, result.version_dir)
+    result = export_model(model, repo, spec, training_summary=summary, explanation=explanation)
+    return CalibratedExport(model, assessment, explanation, training_dir, repo, result.version_dir)
 
 
 def test_temperature_scaling_in_the_exported_graph_halves_the_ece_on_held_out_images(
@@ -146,7 +149,10 @@ def test_export_renders_the_clinical_card_with_the_measured_figures(
     assert f"| sensitivity | {value:.3f} | {low:.3f} to {high:.3f} |" in text
     assert "threshold 0.5" in text
     assert "![Reliability diagram](reliability.png)" in text
-    assert "- Pointing game: not measured." in text  # never invented
+    game = calibrated_export.explanation["pointing_game"]
+    assert f"- Pointing game: {game['hits']}/{game['total']} = {game['accuracy']:.3f}" in text
+    sanity = calibrated_export.explanation["sanity_check"]
+    assert f"median Spearman correlation {sanity['spearman_median']:.3f}" in text
     assert "never a diagnosis" in text
 
 
@@ -165,3 +171,20 @@ def test_verify_rejects_a_stale_card_and_medserve_card_renders_it_again(
     assert "model_card.md" in capsys.readouterr().out
     report = verify_repository(repo)
     assert any("model_card.md" in line for line in report.lines())
+
+
+def test_export_cli_leaves_out_an_explanation_report_of_another_training_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from medserve.cli.export import read_explanation
+
+    model_path = tmp_path / "model.keras"
+    report = tmp_path / "explanation.json"
+    report.write_text(json.dumps({"pointing_game": {}, "training_run": "old"}))
+    assert read_explanation(model_path, {"run_fingerprint": "new"}) is None
+    assert "measured for another training run" in caplog.text
+    assert read_explanation(model_path, {"run_fingerprint": "old"}) is not None
+    report.write_text(json.dumps({"pointing_game": {}}))  # `medserve evaluate` names no run
+    assert read_explanation(model_path, None) == {"pointing_game": {}}
+    report.unlink()
+    assert read_explanation(model_path, None) is None

@@ -44,7 +44,7 @@ from medserve_client._errors import (
     ServerUnavailableError,
 )
 from medserve_client._inputs import prepare_all
-from medserve_client._models import ModelInfo, Prediction
+from medserve_client._models import Explanation, ModelInfo, Prediction
 from medserve_client._pipeline import ordered_map_async
 from medserve_client._retry import Deadline, call_with_retry_async
 from medserve_client._shm import pool_for, shm_request
@@ -167,6 +167,14 @@ class AsyncClient(BaseClient[AsyncTransport]):
 
             self._encoded = await self._call(f"model info of {name!r}", fetch)
         return self._encoded
+
+    async def explain(
+        self, inputs: Any, *, class_index: int | str | None = None, timeout_s: float | None = None
+    ) -> list[Explanation]:
+        """Grad-CAM explanations, supportive only (see :meth:`Client.explain`)."""
+        from medserve_client._explain_calls import explain_async
+
+        return await explain_async(self, inputs, class_index=class_index, timeout_s=timeout_s)
 
     async def classify(
         self, inputs: Any, *, top_k: int = 1, timeout_s: float | None = None

@@ -24,6 +24,7 @@ from medserve_client._errors import (
     ModelNotReadyError,
     ServerUnavailableError,
 )
+from medserve_client._explain import ExplainEntry
 from medserve_client._models import TLS, ModelInfo, Retry, Timeout
 from medserve_client._shm import ShmPool
 from medserve_client.preprocessing import DEFAULT_MAX_PIXELS
@@ -87,6 +88,7 @@ class BaseClient(Generic[TransportT]):
         # Caches filled on first use; closing drops the transport and the shm pool.
         self._info: ModelInfo | None = None
         self._encoded: contract.EncodedEntry | None = None
+        self._explain: ExplainEntry | None = None
         self._shm: ShmPool | None = None
         self._closed = False
         self._init_state()

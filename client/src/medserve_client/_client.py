@@ -39,7 +39,7 @@ from medserve_client._errors import (
     ServerUnavailableError,
 )
 from medserve_client._inputs import prepare_all
-from medserve_client._models import ModelInfo, Prediction
+from medserve_client._models import Explanation, ModelInfo, Prediction
 from medserve_client._pipeline import check_concurrency, ordered_map
 from medserve_client._retry import Deadline, call_with_retry
 from medserve_client._shm import ShmPool, pool_for, shm_request
@@ -215,6 +215,31 @@ class Client(BaseClient[Transport]):
         with self._lock:
             self._encoded = entry
         return entry
+
+    # -- explanation -------------------------------------------------------------------
+
+    def explain(
+        self, inputs: Any, *, class_index: int | str | None = None, timeout_s: float | None = None
+    ) -> list[Explanation]:
+        """Grad-CAM explanations of one input or many, from ``<model>_explain``; in order.
+
+        Supportive only, not a diagnosis. Inputs are read and preprocessed as
+        in :meth:`classify` (DICOM windowed, resized here); more inputs than
+        the explain model's ``max_batch_size`` are split into concurrent requests.
+
+        Args:
+            inputs: What :meth:`classify` accepts.
+            class_index: The class to explain, by index or label, for every
+                input; ``None`` (or ``-1``) explains each input's predicted class.
+            timeout_s: Deadline of this call (default: the client's ``request_s``).
+
+        Raises:
+            InvalidInputError: An input cannot be read, or the class does not exist.
+            MedServeError: Any other failure, as its most specific subclass.
+        """
+        from medserve_client._explain_calls import explain_blocking
+
+        return explain_blocking(self, inputs, class_index=class_index, timeout_s=timeout_s)
 
     # -- classification --------------------------------------------------------------
 

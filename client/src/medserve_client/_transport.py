@@ -100,6 +100,8 @@ class InferCall:
     shm_byte_size: int = 0
     outputs: tuple[OutputSpec, ...] = ()
     timeout_s: float = 30.0
+    # More inputs by value, ``(name, datatype, array)``: the explain model's class index.
+    extra_inputs: tuple[tuple[str, str, npt.NDArray[Any]], ...] = ()
 
 
 @dataclass(frozen=True)

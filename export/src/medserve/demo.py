@@ -8,13 +8,18 @@ Usage::
 Steps, each printed as it happens:
 
 1. train the reference CNN on the synthetic set at 224x224 (reused when
-   nothing that decides the training changed);
-2. export it into the model repository and verify it (skipped when the newest
+   nothing that decides the training changed) and print its calibration
+   (the temperature, ECE and Brier score before and after);
+2. measure the explanations (pointing game and sanity check on held-out
+   synthetic lesions, :mod:`medserve.explain.demo_steps`; reused when fresh);
+3. export it into the model repository with its model card (which carries
+   the figures of steps 1 and 2) and verify it (skipped when the newest
    version already holds this training run; verified either way);
-3. start the real ``tritonserver`` on the repository (:class:`LocalTriton`);
-4. classify a generated PNG and JPEG of each class and pydicom's real
-   ``CT_small.dcm`` and ``MR_small.dcm`` through the client library;
-5. run a concurrent burst and report throughput, p50/p99 latency and the
+4. start the real ``tritonserver`` on the repository (:class:`LocalTriton`);
+5. classify a generated PNG and JPEG of each class and pydicom's real
+   ``CT_small.dcm`` and ``MR_small.dcm`` through the client library, and
+   explain one lesion scan through ``medcnn_explain`` (an overlay PNG);
+6. run a concurrent burst and report throughput, p50/p99 latency and the
    batching ratio (inferences per model execution, from Triton's statistics
    diffed over the burst); then stop the server.
 
@@ -46,6 +51,7 @@ DEFAULT_WORK = Path("work")
 DEFAULT_REPO = Path("model_repository")
 MODEL_NAME = "medcnn"
 DICOM_SAMPLES = ("CT_small.dcm", "MR_small.dcm")
+STEPS = 6
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def step(number: int, text: str) -> None:
     """Print a step heading."""
-    print(f"\n[{number}/5] {text}", flush=True)
+    print(f"\n[{number}/{STEPS}] {text}", flush=True)
 
 
 def train_model(work: Path, *, retrain: bool) -> Any:
@@ -100,7 +106,7 @@ def calibration_line(record: dict[str, Any], training_dir: Path) -> str:
     )
 
 
-def export_model_once(trained: Any, repo: Path) -> int:
+def export_model_once(trained: Any, repo: Path, explanation: dict[str, Any] | None = None) -> int:
     """Export the trained model unless the newest version is already this run; verify.
 
     Returns:
@@ -122,7 +128,8 @@ def export_model_once(trained: Any, repo: Path) -> int:
             card = read_model_card(repo / MODEL_NAME / str(newest))
         except MedServeError:
             card = {}
-        if card.get("training_run") == run:
+        explain_version = repo / f"{MODEL_NAME}_explain" / str(newest)
+        if card.get("training_run") == run and explain_version.is_dir():
             report = verify_repository(repo, model_name=MODEL_NAME, version=newest)
             checks = len(report.checks)
             print(f"  version {newest} already holds this model; verify: {checks} checks passed")
@@ -131,7 +138,9 @@ def export_model_once(trained: Any, repo: Path) -> int:
     model = load_classifier(trained.model_path)
     labels = resolve_labels(None, None, trained.record, trained.model_path)
     spec = ModelSpec(name=MODEL_NAME, labels=labels, image_size=model_image_size(model))
-    result = export_model(model, repo, spec, training_summary=trained.record)
+    result = export_model(
+        model, repo, spec, training_summary=trained.record, explanation=explanation
+    )
     print(
         f"  exported {MODEL_NAME} version {result.version} "
         f"(+ {result.preprocess_dir.name}, {result.ensemble_dir.name}) to {repo}\n"
@@ -197,9 +206,10 @@ def burst(client: Any, stats_client: Any, *, duration_s: float, concurrency: int
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the five steps; returns the exit status."""
+    """Run the six steps; returns the exit status."""
     import tritonclient.grpc as grpcclient
 
+    from medserve.explain.demo_steps import explain_sample, print_explanation_quality
     from medserve.local_triton import LocalTriton
     from medserve.tf_logging import quiet_tensorflow
     from medserve_client import Client
@@ -209,9 +219,12 @@ def run(args: argparse.Namespace) -> int:
     work.mkdir(parents=True, exist_ok=True)
     step(1, "train the reference CNN (3 conv blocks 32/64/128, dense 128) on synthetic scans")
     trained = train_model(work, retrain=args.retrain)
-    step(2, f"export a Triton model repository to {args.repo} and verify it")
-    export_model_once(trained, args.repo)
-    step(3, "start the real tritonserver (nvidia-pytriton wheel, CPU, Python backend)")
+    # Measured before the export, so the model card carries the figures.
+    step(2, "explanation quality: Grad-CAM on held-out synthetic lesions (in-process)")
+    explanation = print_explanation_quality(trained)
+    step(3, f"export a Triton model repository to {args.repo} and verify it")
+    export_model_once(trained, args.repo, explanation)
+    step(4, "start the real tritonserver (nvidia-pytriton wheel, CPU, Python backend)")
     started = time.monotonic()
     with LocalTriton(args.repo, log_path=work / "tritonserver.log") as server:
         print(
@@ -225,9 +238,11 @@ def run(args: argparse.Namespace) -> int:
                 f"{info.input_datatype}{list(info.input_shape)}, labels {list(info.labels)}, "
                 f"max batch {info.max_batch_size}"
             )
-            step(4, "classify real files through the client (PNG, JPEG, DICOM)")
-            classify_samples(client, sample_inputs(work), work)
-            step(5, f"burst: {args.concurrency} requests in flight for {args.burst_s:.0f} s")
+            step(5, "classify real files through the client (PNG, JPEG, DICOM); explain one")
+            samples = sample_inputs(work)
+            classify_samples(client, samples, work)
+            explain_sample(client, next(p for p in samples if p.stem.startswith("lesion")), work)
+            step(6, f"burst: {args.concurrency} requests in flight for {args.burst_s:.0f} s")
             stats_client = grpcclient.InferenceServerClient(server.grpc_url)
             try:
                 burst(client, stats_client, duration_s=args.burst_s, concurrency=args.concurrency)

@@ -14,6 +14,8 @@ versions (see ``model_repository/README.md``)::
                                model.py, expected_io.npz, model_card.json}
     <repo>/<name>_preprocess/  decode + resize, no weights, same layout
     <repo>/<name>_encoded/     ensemble: image_bytes -> preprocess -> classifier
+    <repo>/<name>_explain/     Grad-CAM: image, class_index -> probabilities, heatmap
+                               (same configs; see medserve.explain.artifact)
 
 Order of writes, so an interruption never leaves a version Triton would load
 half-written: both version directories are built in hidden ``.tmp-*``
@@ -33,15 +35,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medserve.errors import MedServeError, UsageError
+from medserve.explain.artifact import write_explain_version
 from medserve.model import check_classifier, model_image_size
 from medserve.model_card import build_model_card, write_model_card
-from medserve.model_card_render import write_card_markdown
+from medserve.model_card_render import EXPLANATION_KEY, write_card_markdown
 from medserve.model_config import (
     CONFIG_KINDS,
     ServingOptions,
     classifier_config,
     config_path,
     ensemble_config,
+    explain_config,
     preprocess_config,
     preprocess_name,
     to_text,
@@ -89,6 +93,7 @@ class ExportResult:
         model_dir: ``<repo>/<name>``.
         preprocess_dir: ``<repo>/<name>_preprocess``.
         ensemble_dir: ``<repo>/<name>_encoded``.
+        explain_dir: ``<repo>/<name>_explain``.
         report: The verification that ran after the export.
     """
 
@@ -97,6 +102,7 @@ class ExportResult:
     model_dir: Path
     preprocess_dir: Path
     ensemble_dir: Path
+    explain_dir: Path
     report: VerifyReport = field(repr=False)
 
 
@@ -109,6 +115,7 @@ def export_model(
     force: bool = False,
     training_summary: dict[str, Any] | None = None,
     options: ServingOptions | None = None,
+    explanation: dict[str, Any] | None = None,
 ) -> ExportResult:
     """Export ``model`` into the Triton repository ``repo`` and verify it.
 
@@ -121,6 +128,8 @@ def export_model(
         training_summary: ``training.json`` of the training run, for the card
             and the temperature applied in the graph (none: ``T = 1``).
         options: Batching, queue and TF-TRT settings of the configs.
+        explanation: ``medserve evaluate``'s figures (``explanation.json``) for
+            the card; without them the card says "not measured".
 
     Raises:
         UsageError: The model does not fit ``spec``, ``repo`` is a file, or
@@ -139,14 +148,19 @@ def export_model(
     model_dir = repo / spec.name
     prep_dir = repo / preprocess_name(spec)
     ens_dir = repo / spec.encoded_name
-    for path in (model_dir, prep_dir, ens_dir):
+    explain_dir = repo / spec.explain_name
+    for path in (model_dir, prep_dir, ens_dir, explain_dir):
         if path.exists() and not path.is_dir():
             raise UsageError(f"{path} is a file; the repository needs a model directory there")
-    number = choose_version([model_dir, prep_dir], version, force=force)
+    number = choose_version([model_dir, prep_dir, explain_dir], version, force=force)
     template = _backend_template()
     expected_input = _fixed_batch(spec)
 
-    with staged_directory(model_dir) as cls_tmp, staged_directory(prep_dir) as prep_tmp:
+    with (
+        staged_directory(model_dir) as cls_tmp,
+        staged_directory(prep_dir) as prep_tmp,
+        staged_directory(explain_dir) as explain_tmp,
+    ):
         log.info("writing %s version %d", spec.name, number)
         write_classifier_savedmodel(model, cls_tmp / SAVEDMODEL_DIRNAME, spec)
         (cls_tmp / TEMPLATE_FILENAME).write_bytes(template)
@@ -166,6 +180,7 @@ def export_model(
                     "serving": _options_summary(options),
                     "expected_io": EXPECTED_IO_FILENAME,
                     "calibration": calibration,
+                    EXPLANATION_KEY: explanation,
                 },
             ),
         )
@@ -177,11 +192,21 @@ def export_model(
         prechecked[prep_dir.name] = check_preprocess_savedmodel(prep_tmp, spec)
         write_model_card(prep_tmp, build_model_card(None, spec, version=number, role="preprocess"))
 
-        commit_directories(
-            [(cls_tmp, model_dir / str(number)), (prep_tmp, prep_dir / str(number))], force=force
+        log.info("writing %s version %d", spec.explain_name, number)
+        prechecked[spec.explain_name] = write_explain_version(
+            model, explain_tmp, spec, version=number, template=template, images=expected_input
         )
 
-    _write_top_level(spec, options, model_dir, prep_dir, ens_dir)
+        commit_directories(
+            [
+                (cls_tmp, model_dir / str(number)),
+                (prep_tmp, prep_dir / str(number)),
+                (explain_tmp, explain_dir / str(number)),
+            ],
+            force=force,
+        )
+
+    _write_top_level(spec, options, model_dir, prep_dir, ens_dir, explain_dir)
     report = verify_repository(
         repo, model_name=spec.name, version=number, reference_model=model, prechecked=prechecked
     )
@@ -191,6 +216,7 @@ def export_model(
         model_dir=model_dir,
         preprocess_dir=prep_dir,
         ensemble_dir=ens_dir,
+        explain_dir=explain_dir,
         report=report,
     )
 
@@ -217,9 +243,14 @@ def check_model_matches_spec(model: keras.Model, spec: ModelSpec) -> None:
 
 
 def _write_top_level(
-    spec: ModelSpec, options: ServingOptions, model_dir: Path, prep_dir: Path, ens_dir: Path
+    spec: ModelSpec,
+    options: ServingOptions,
+    model_dir: Path,
+    prep_dir: Path,
+    ens_dir: Path,
+    explain_dir: Path,
 ) -> None:
-    """Replace configs, labels and spec of the three models, each atomically."""
+    """Replace configs, labels and spec of the four models, each atomically."""
     labels = "".join(f"{label}\n" for label in spec.labels)
     for kind in CONFIG_KINDS:
         write_text_atomic(
@@ -228,10 +259,14 @@ def _write_top_level(
         write_text_atomic(
             config_path(prep_dir, kind), to_text(preprocess_config(spec, kind, options))
         )
+        write_text_atomic(
+            config_path(explain_dir, kind), to_text(explain_config(spec, kind, options))
+        )
     write_text_atomic(model_dir / LABELS_FILENAME, labels)
     write_text_atomic(model_dir / SPEC_FILENAME, spec.to_json())
     write_text_atomic(ens_dir / "config.pbtxt", to_text(ensemble_config(spec)))
     write_text_atomic(ens_dir / LABELS_FILENAME, labels)
+    write_text_atomic(explain_dir / LABELS_FILENAME, labels)
     # An ensemble has no model files, but Triton still wants a version directory.
     (ens_dir / "1").mkdir(parents=True, exist_ok=True)
 

@@ -39,7 +39,7 @@ _METRIC_NAMES = {
     "sensitivity": "sensitivity",
     "specificity": "specificity",
 }
-# Keys of the card's explanation section, as `medserve evaluate` records them.
+# The card's key for `medserve evaluate`'s report (explanation.json).
 EXPLANATION_KEY = "explanation_quality"
 
 
@@ -214,19 +214,42 @@ def _calibration(card: Mapping[str, Any]) -> str:
 
 def _explanations(card: Mapping[str, Any]) -> str:
     section = card.get(EXPLANATION_KEY) or {}
-    lines = ["## Explanation quality", ""]
-    lines.append(
-        "Grad-CAM heatmaps are served beside the probabilities (supportive only). "
-        "Measured on synthetic lesion images whose masks are known:"
-    )
-    lines.append("")
-    for key, title in (("pointing_game", "Pointing game"), ("sanity_check", "Sanity check")):
-        figures = section.get(key)
-        if not isinstance(figures, Mapping) or not figures:
-            lines.append(f"- {title}: {NOT_MEASURED}.")
-            continue
-        described = "; ".join(f"{k.replace('_', ' ')} {_value(v)}" for k, v in figures.items())
-        lines.append(f"- {title}: {described}.")
+    data = section.get("data") or {}
+    lines = [
+        "## Explanation quality",
+        "",
+        "Grad-CAM heatmaps are served beside the probabilities (`<model>_explain`); they are "
+        "supportive only. Measured with `medserve evaluate` on synthetic lesion scans whose "
+        "lesion masks are known"
+        + (
+            f" ({data.get('lesion_images')} held-out scans, seed {data.get('seed')}, "
+            f"measured {section.get('measured_at')}):"
+            if data
+            else ":"
+        ),
+        "",
+    ]
+    game = section.get("pointing_game")
+    if isinstance(game, Mapping) and game.get("total"):
+        lines.append(
+            f"- Pointing game: {game.get('hits')}/{game.get('total')} = "
+            f"{_num(game.get('accuracy'))} of heatmap peaks inside the lesion (margin "
+            f"{game.get('margin_px')} px); target >= {game.get('target')}: "
+            f"{'met' if game.get('met') else 'NOT met'}."
+        )
+    else:
+        lines.append(f"- Pointing game: {NOT_MEASURED}.")
+    sanity = section.get("sanity_check")
+    if isinstance(sanity, Mapping) and sanity.get("spearman_median") is not None:
+        layers = ", ".join(sanity.get("randomised_layers") or [])
+        lines.append(
+            f"- Sanity check (Adebayo et al. 2018): median Spearman correlation "
+            f"{_num(sanity.get('spearman_median'))} between the trained model's heatmaps and "
+            f"those with {layers or 'the top layers'} re-initialised; must be < "
+            f"{sanity.get('threshold')}: {'passed' if sanity.get('passed') else 'FAILED'}."
+        )
+    else:
+        lines.append(f"- Sanity check: {NOT_MEASURED}.")
     return "\n".join(lines)
 
 
@@ -291,9 +314,3 @@ def _num(value: Any) -> str:
 
 def _pct(value: Any) -> str:
     return f"{value * 100:g} %" if isinstance(value, int | float) else NOT_MEASURED
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, list):
-        return "[" + ", ".join(_num(v) for v in value) + "]"
-    return _num(value)

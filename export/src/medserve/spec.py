@@ -20,7 +20,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from medserve.errors import UsageError
-from medserve_client.contract import ENCODED_INPUT_NAME, INPUT_NAME, OUTPUT_NAME, encoded_model
+from medserve_client.contract import (
+    CLASS_INDEX_NAME,
+    ENCODED_INPUT_NAME,
+    HEATMAP_NAME,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    encoded_model,
+    explain_model,
+)
 
 SPEC_FILENAME = "medserve_spec.json"
 LABELS_FILENAME = "labels.txt"
@@ -48,6 +56,9 @@ class ModelSpec:
         input_name: Name of the uint8 image input tensor.
         encoded_input_name: Name of the encoded-bytes input of the ensemble.
         output_name: Name of the probability output tensor.
+        class_index_name: Name of the explain model's class input (INT32,
+            ``-1`` for the predicted class).
+        heatmap_name: Name of the explain model's Grad-CAM output (FP32 ``[H, W]``).
     """
 
     name: str = "medcnn"
@@ -58,6 +69,8 @@ class ModelSpec:
     input_name: str = INPUT_NAME
     encoded_input_name: str = ENCODED_INPUT_NAME
     output_name: str = OUTPUT_NAME
+    class_index_name: str = CLASS_INDEX_NAME
+    heatmap_name: str = HEATMAP_NAME
 
     def __post_init__(self) -> None:
         if not _MODEL_NAME.match(self.name):
@@ -94,6 +107,11 @@ class ModelSpec:
     def encoded_name(self) -> str:
         """Triton model name of the encoded-bytes entry point (the ensemble)."""
         return encoded_model(self.name)
+
+    @property
+    def explain_name(self) -> str:
+        """Triton model name of the Grad-CAM model (probabilities + heatmap)."""
+        return explain_model(self.name)
 
     def to_json(self) -> str:
         """Serialise to a stable, human-readable JSON document."""

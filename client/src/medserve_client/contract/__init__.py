@@ -31,12 +31,17 @@ from medserve_client.contract.metadata import (
     parse_labels,
 )
 from medserve_client.contract.names import (
+    CLASS_INDEX_NAME,
     ENCODED_INPUT_NAME,
     ENCODED_SUFFIX,
+    EXPLAIN_SUFFIX,
+    HEATMAP_NAME,
     INPUT_NAME,
     OUTPUT_NAME,
+    PREDICTED_CLASS,
     PREPROCESS_SUFFIX,
     encoded_model,
+    explain_model,
     preprocess_model,
 )
 from medserve_client.contract.statistics import (
@@ -51,10 +56,14 @@ from medserve_client.contract.statistics import (
 )
 
 __all__ = [
+    "CLASS_INDEX_NAME",
     "ENCODED_INPUT_NAME",
     "ENCODED_SUFFIX",
+    "EXPLAIN_SUFFIX",
+    "HEATMAP_NAME",
     "INPUT_NAME",
     "OUTPUT_NAME",
+    "PREDICTED_CLASS",
     "PREPROCESS_SUFFIX",
     "EncodedEntry",
     "ImageTarget",
@@ -64,6 +73,7 @@ __all__ = [
     "diff",
     "encoded_entry_from",
     "encoded_model",
+    "explain_model",
     "has_labels",
     "image_target_from",
     "model_info_from",

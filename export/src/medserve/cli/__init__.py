@@ -1,10 +1,11 @@
-"""The ``medserve`` command line: train, export, verify, card, serve.
+"""The ``medserve`` command line: train, export, verify, evaluate, card, serve.
 
 Usage::
 
     medserve train --synthetic --output work/model
     medserve export work/model/model.keras --repo model_repository
     medserve verify model_repository
+    medserve evaluate work/model/model.keras
     medserve card model_repository
     medserve serve model_repository
 
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 from medserve.errors import MedServeError
 
 # Subcommand modules, in the order `medserve --help` lists them.
-SUBCOMMANDS = ("train", "export", "verify", "card", "serve")
+SUBCOMMANDS = ("train", "export", "verify", "evaluate", "card", "serve")
 
 log = logging.getLogger("medserve")
 

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from served_keras_model import SERVED_TEMPERATURE, build_served_keras_model
+    from served_model_builder import SERVED_TEMPERATURE, build_served_keras_model
 
 A module of its own (not ``conftest``): ``from conftest import ...`` would
 pick whichever of the test folders' ``conftest.py`` pytest imported first.
