@@ -212,7 +212,7 @@ def test_model_config_names_match_files_the_exporter_writes() -> None:
     model_dir = Path("medcnn")
     # The GPU overlay passes no name: Triton reads what the exporter's "gpu" kind writes.
     assert config_path(model_dir, "gpu") == model_dir / "config.pbtxt"
-    # TODO(issue 9): the onnx-* names join this check when the exporter writes them.
+    # The onnx-* names join this check when the exporter writes their configs.
     for name in (CONFIG_NAMES[o] for o in OVERLAYS if o not in ONNX_OVERLAYS):
         if name is None:
             continue

@@ -34,7 +34,6 @@ import numpy as np
 from medserve_client import _core, contract
 from medserve_client._base import BaseClient
 from medserve_client._errors import (
-    InvalidInputError,
     ModelNotReadyError,
     ServerUnavailableError,
 )
@@ -112,7 +111,7 @@ class Client(BaseClient[Transport]):
     def _wire(self) -> Transport:
         with self._lock:
             if self._closed:
-                raise InvalidInputError("the client is closed; create a new Client")
+                raise self._closed_error()
             if self._transport is None:
                 from medserve_client._sync_transports import open_transport
 
@@ -178,6 +177,8 @@ class Client(BaseClient[Transport]):
         labels) and cached for the life of the client.
         """
         with self._lock:
+            if self._closed:
+                raise self._closed_error()
             if self._info is not None:
                 return self._info
         wire, version = self._wire(), self.version or ""
@@ -185,15 +186,13 @@ class Client(BaseClient[Transport]):
         def fetch(remaining_s: float) -> ModelInfo:
             metadata = wire.model_metadata(self.model, version, timeout_s=remaining_s)
             config = wire.model_config(self.model, version, timeout_s=remaining_s)
-            info = contract.model_info_from(metadata, config, labels=None, version=self.version)
-            if not contract.has_labels(config, info.output_name):
-                log.warning("model %s has no label_filename; classes are named by index", info.name)
+            info, labelled = self._info_without_labels(metadata, config)
+            if not labelled:
                 return info
             reply = wire.infer(
                 _core.label_call(info, model=self.model, version=version, timeout_s=remaining_s)
             )
-            labels = contract.parse_labels(reply.outputs[info.output_name], info.num_classes)
-            return contract.model_info_from(metadata, config, labels=labels, version=self.version)
+            return self._info_with_labels(metadata, config, info, reply.outputs[info.output_name])
 
         info = self._check_medserve_model(self._call(f"model info of {self.model!r}", fetch))
         with self._lock:
@@ -388,7 +387,7 @@ class Client(BaseClient[Transport]):
     def _shm_pool(self, info: ModelInfo) -> ShmPool:
         with self._lock:
             if self._closed:
-                raise InvalidInputError("the client is closed; create a new Client")
+                raise self._closed_error()
             if self._shm is None:
                 self._shm = pool_for(info)
             return self._shm

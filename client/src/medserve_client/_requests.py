@@ -137,18 +137,6 @@ class Request:
             kwargs={"name": name},
         )
 
-    @classmethod
-    def statistics(cls, model: str, *, timeout_s: float) -> Request:
-        """Ask for a model's inference statistics."""
-        return cls(
-            action="statistics",
-            method="get_inference_statistics",
-            model=model,
-            timeout_s=timeout_s,
-            kwargs={"model_name": model},
-            json=True,
-        )
-
     def kwargs_for(self, protocol: str, headers: Mapping[str, str] | None) -> dict[str, Any]:
         """The keyword arguments of :attr:`method` for the ``protocol``'s client."""
         kwargs = {"headers": headers, **self.kwargs}

@@ -128,7 +128,7 @@ def export_model_once(trained: Any, repo: Path, explanation: dict[str, Any] | No
             card = read_model_card(repo / MODEL_NAME / str(newest))
         except MedServeError:
             card = {}
-        explain_version = repo / f"{MODEL_NAME}_explain" / str(newest)
+        explain_version = repo / contract.explain_model(MODEL_NAME) / str(newest)
         if card.get("training_run") == run and explain_version.is_dir():
             report = verify_repository(repo, model_name=MODEL_NAME, version=newest)
             checks = len(report.checks)

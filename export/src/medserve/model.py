@@ -32,7 +32,7 @@ def build_reference_cnn(
     dense_units: int = 128,
     seed: int = 0,
 ) -> keras.Model:
-    """Build the reference CNN of the source article.
+    """Build the reference CNN (the network medserve serves by default).
 
     Three blocks of Conv2D(3x3, relu) and MaxPool(2) with ``filters``, then
     Flatten, Dense(``dense_units``, relu) and Dense(``num_classes``, softmax).

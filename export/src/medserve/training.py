@@ -7,8 +7,8 @@ Usage::
                                epochs=30))
     result.record["metrics"]   # {"val_accuracy": ..., "val_roc_auc": ..., "val_loss": ...}
 
-Keras ``fit`` with Adam and categorical cross-entropy (as in the source
-article), the Keras progress bar, and early stopping on the validation loss
+Keras ``fit`` with Adam and categorical cross-entropy (the usual recipe for
+a softmax classifier), the Keras progress bar, and early stopping on the validation loss
 that restores the best epoch's weights. The network is fed float32 images in
 [0, 1], the same ``uint8 / 255`` the exported SavedModel applies to a request.
 
