@@ -137,6 +137,9 @@ def gradcam_parts(model: keras.Model) -> GradcamParts:
 
     conv = last_feature_layer(model)
     last_conv_layer(model)  # A network without convolutions is refused with a clear message.
+    # The exported model may end in the calibration's temperature layer: the
+    # logits are those of the layer before it, the probabilities the model's
+    # (calibrated) output.
     head = _head_layer(model)
     features = keras.Model(
         model.inputs, [conv.output, head.input, model.outputs[0]], name=f"{model.name}_gradcam"
