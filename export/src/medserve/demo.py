@@ -146,7 +146,8 @@ def export_model_once(trained: Any, repo: Path, explanation: dict[str, Any] | No
     )
     print(
         f"  exported {MODEL_NAME} version {result.version} "
-        f"(+ {result.preprocess_dir.name}, {result.ensemble_dir.name}) to {repo}\n"
+        f"(+ {result.preprocess_dir.name}, {result.ensemble_dir.name}, {result.explain_dir.name}) "
+        f"to {repo}\n"
         f"  verify: {len(result.report.checks)} checks passed"
     )
     return result.version
