@@ -45,6 +45,7 @@ to image i's feature maps is the gradient of image i's own score.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -262,6 +263,36 @@ def explain_images(
             f"class index {int(bad[0])} does not exist: the model has {parts.num_classes} "
             f"classes (0..{parts.num_classes - 1}); use -1 for the predicted class"
         )
-    scaled = tf.cast(tf.constant(batch, dtype=tf.uint8), tf.float32) / 255.0
-    probabilities, heatmaps = gradcam_tensors(parts, scaled, tf.constant(indices))
+    probabilities, heatmaps = _graph(parts)(
+        tf.constant(batch, dtype=tf.uint8), tf.constant(indices, dtype=tf.int32)
+    )
     return np.asarray(probabilities), np.asarray(heatmaps)
+
+
+# One traced graph per classifier. Run eagerly, the same ops differ from the
+# exported graph by up to 4e-3 on a heatmap whose positive and negative
+# channel contributions nearly cancel (measured on the 224x224 demo model;
+# the served contract is 1e-4); traced, they match it exactly.
+_GRAPHS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _graph(parts: GradcamParts) -> Any:
+    """``uint8 images, class indices -> (probabilities, heatmaps)`` as a ``tf.function``."""
+    import tensorflow as tf
+
+    graph = _GRAPHS.get(parts.features)
+    if graph is None:
+        height, width = parts.image_size
+
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec((None, height, width, 3), tf.uint8),
+                tf.TensorSpec((None,), tf.int32),
+            ]
+        )
+        def graph(images: tf.Tensor, class_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            # The cast and scaling of the served graph.
+            return gradcam_tensors(parts, tf.cast(images, tf.float32) / 255.0, class_index)
+
+        _GRAPHS[parts.features] = graph
+    return graph
