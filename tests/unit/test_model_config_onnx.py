@@ -102,17 +102,12 @@ def test_new_serving_options_reject_bad_values_as_usage_errors(kwargs: dict[str,
         ServingOptions(**kwargs)  # type: ignore[arg-type]
 
 
-def test_explain_model_under_onnx_configs_runs_its_savedmodel_with_tensorflow_on_cpu() -> None:
+def test_explain_model_has_no_onnx_config_and_says_why() -> None:
     from medserve.model_config import explain_config
 
-    local = _roundtrip(explain_config(SPEC, "local"))
     for kind in ("onnx-gpu", "onnx-cpu"):
-        config = _roundtrip(explain_config(SPEC, kind))
-        assert (config.backend, config.platform) == ("python", "")
-        assert config.parameters["runtime"].string_value == "tensorflow"
-        assert [g.kind for g in config.instance_group] == [mc.ModelInstanceGroup.KIND_CPU]
-        assert not config.HasField("optimization")
-        assert config.input == local.input and config.output == local.output
+        with pytest.raises(UsageError, match="runs with TensorFlow only"):
+            explain_config(SPEC, kind)
 
 
 def test_explain_model_runs_tensorflow_locally_whatever_the_classifier_runs() -> None:

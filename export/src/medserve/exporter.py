@@ -44,7 +44,9 @@ from medserve.errors import MedServeError, UsageError
 from medserve.explain.artifact import write_explain_version
 from medserve.model import check_classifier, model_image_size
 from medserve.model_card import build_model_card, write_model_card
+from medserve.model_card_render import EXPLANATION_KEY, write_card_markdown
 from medserve.model_config import (
+    EXPLAIN_CONFIG_KINDS,
     ONNX_KINDS,
     PILLOW_DECODER_FILENAME,
     ServingOptions,
@@ -58,6 +60,7 @@ from medserve.model_config import (
     to_text,
 )
 from medserve.onnx_export import write_classifier_onnx
+from medserve.reliability_plot import RELIABILITY_FILENAME, write_reliability_diagram
 from medserve.repository import (
     choose_version,
     commit_directories,
@@ -73,6 +76,7 @@ from medserve.spec import (
     SPEC_FILENAME,
     ModelSpec,
 )
+from medserve.temperature import calibration_of, with_temperature
 from medserve.verify import (
     EXPECTED_IO_FILENAME,
     VerifyReport,
@@ -131,6 +135,7 @@ def export_model(
     training_summary: dict[str, Any] | None = None,
     options: ServingOptions | None = None,
     formats: tuple[str, ...] = FORMATS,
+    explanation: dict[str, Any] | None = None,
 ) -> ExportResult:
     """Export ``model`` into the Triton repository ``repo`` and verify it.
 
@@ -140,10 +145,13 @@ def export_model(
         spec: Model name, labels, input size and batching limit.
         version: Version to write; default the next free one.
         force: Replace ``version`` if it already exists.
-        training_summary: ``training.json`` of the training run, for the card.
+        training_summary: ``training.json`` of the training run, for the card
+            and the temperature applied in the graph (none: ``T = 1``).
         options: Batching, queue and TensorRT settings of the configs.
         formats: Classifier artifacts to write: ``"savedmodel"`` (required)
             and ``"onnx"``.
+        explanation: ``medserve evaluate``'s figures (``explanation.json``) for
+            the card; without them the card says "not measured".
 
     Raises:
         UsageError: The model does not fit ``spec``, cannot be converted to
@@ -156,6 +164,11 @@ def export_model(
     if not with_onnx and options.local_runtime == "onnxruntime":
         options = replace(options, local_runtime="tensorflow")
     check_model_matches_spec(model, spec)
+    calibration = calibration_of(training_summary)
+    # Every artifact below (SavedModel, recorded outputs, the verifier's Keras
+    # reference) is built from the calibrated model, so each runtime serves
+    # calibrated probabilities.
+    model = with_temperature(model, calibration["temperature"])
     options.batch_sizes_for(spec.max_batch_size)  # Fail on bad sizes before writing.
     repo = prepare_repository(repo)
     model_dir = repo / spec.name
@@ -184,6 +197,8 @@ def export_model(
         if with_onnx:
             extra["onnx"] = write_classifier_onnx(model, cls_tmp / ONNX_FILENAME, spec)
         (cls_tmp / TEMPLATE_FILENAME).write_bytes(template)
+        if calibration.get("reliability_bins"):
+            write_reliability_diagram(cls_tmp / RELIABILITY_FILENAME, calibration)
         _write_expected_io(cls_tmp, spec, expected_input, _keras_outputs(model, expected_input))
         prechecked = {spec.name: check_classifier_savedmodel(cls_tmp, spec, reference_model=model)}
         if with_onnx:
@@ -198,9 +213,10 @@ def export_model(
                 version=number,
                 role="classifier",
                 training_summary=training_summary,
-                extra=extra,
+                extra={**extra, "calibration": calibration, EXPLANATION_KEY: explanation},
             ),
         )
+        write_card_markdown(cls_tmp)
 
         log.info("writing %s version %d", preprocess_name(spec), number)
         write_preprocess_savedmodel(prep_tmp / SAVEDMODEL_DIRNAME, spec)
@@ -296,8 +312,8 @@ def _write_top_level(
     labels = "".join(f"{label}\n" for label in spec.labels)
     if not with_onnx:
         for kind in ONNX_KINDS:
-            for directory in (model_dir, prep_dir, explain_dir):
-                config_path(directory, kind).unlink(missing_ok=True)
+            config_path(model_dir, kind).unlink(missing_ok=True)
+            config_path(prep_dir, kind).unlink(missing_ok=True)
     for kind in config_kinds(onnx=with_onnx):
         write_text_atomic(
             config_path(model_dir, kind), to_text(classifier_config(spec, kind, options))
@@ -305,6 +321,7 @@ def _write_top_level(
         write_text_atomic(
             config_path(prep_dir, kind), to_text(preprocess_config(spec, kind, options))
         )
+    for kind in EXPLAIN_CONFIG_KINDS:
         write_text_atomic(
             config_path(explain_dir, kind), to_text(explain_config(spec, kind, options))
         )

@@ -68,6 +68,12 @@ MAX_PIXELS_PARAMETER = "max_pixels"
 # the one the client library applies too; a 224x224 model never needs more.
 DEFAULT_MAX_PIXELS = 89_478_485
 PILLOW_DECODER_FILENAME = "decode_pillow.py"
+# The config names the Grad-CAM model (<name>_explain) has: those that run the
+# SavedModel with TensorFlow, where its gradient ops live (tf2onnx maps none of
+# ReluGrad, MaxPoolGrad, BroadcastGradientArgs: there is no model.onnx of it). A
+# deployment under any other config name must leave the explain model out
+# (k8s/README.md).
+EXPLAIN_CONFIG_KINDS: tuple[ConfigKind, ...] = ("gpu", "cpu", "local")
 TF_PLATFORM = "tensorflow_savedmodel"
 PYTHON_BACKEND = "python"
 ONNX_BACKEND = "onnxruntime"
@@ -267,17 +273,17 @@ def explain_config(
     predicted class) and the ``heatmap`` output (FP32 ``[H, W]``). No TF-TRT:
     the graph holds gradient ops, and explanations are a low-volume path.
     One warm-up at batch 1 (class 0, zeros) builds the graph before ready.
-
-    Under the ONNX kinds it is the Python backend running the SavedModel with
-    TensorFlow on CPU instances: Grad-CAM's gradient ops (ReluGrad,
-    MaxPoolGrad, BroadcastGradientArgs) have no ONNX mapping in tf2onnx, so
-    there is no ``model.onnx`` of it, and the Triton images that run ONNX have
-    no TensorFlow backend. Their Python needs TensorFlow for this model.
+    Its ``local`` config runs TensorFlow whatever the classifier's runs: the
+    explain model has no ``model.onnx``.
     """
+    if kind not in EXPLAIN_CONFIG_KINDS:
+        raise UsageError(
+            f"the explain model has no {kind!r} config: it runs with TensorFlow only "
+            f"({', '.join(EXPLAIN_CONFIG_KINDS)})"
+        )
     options = options or ServingOptions()
-    base_kind: ConfigKind = "local" if kind in ONNX_KINDS else kind
     config = classifier_config(
-        spec, base_kind, replace(options, tensorrt_fp16=False, local_runtime="tensorflow")
+        spec, kind, replace(options, tensorrt_fp16=False, local_runtime="tensorflow")
     )
     config.name = spec.explain_name
     config.input.add(name=spec.class_index_name, data_type=mc.TYPE_INT32, dims=[1])

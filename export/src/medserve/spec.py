@@ -35,6 +35,8 @@ LABELS_FILENAME = "labels.txt"
 SAVEDMODEL_DIRNAME = "model.savedmodel"
 ONNX_FILENAME = "model.onnx"
 MODEL_CARD_FILENAME = "model_card.json"
+# Rendered from model_card.json (medserve card), so not in its checksum table.
+MODEL_CARD_MARKDOWN_FILENAME = "model_card.md"
 
 SIGNATURE_NAME = "serving_default"
 

@@ -103,13 +103,10 @@ def check_explain_config(
     """
     config = parse_config(path)
     _check_common(config, path, kind, spec.explain_name, spec.max_batch_size)
-    if kind in ONNX_KINDS and (
-        config.backend != PYTHON_BACKEND
-        or config.parameters[RUNTIME_PARAMETER].string_value != "tensorflow"
-    ):
+    if kind == "local" and config.parameters[RUNTIME_PARAMETER].string_value != "tensorflow":
         raise VerificationError(
-            f"{path}: under {kind} the Grad-CAM model runs its SavedModel on the Python "
-            f"backend with parameter {RUNTIME_PARAMETER!r} tensorflow (it has no ONNX form)"
+            f"{path}: the Grad-CAM model has no model.onnx; parameter {RUNTIME_PARAMETER!r} "
+            "must be tensorflow"
         )
     _match_signature(config, path, signature)
     if not config.HasField("dynamic_batching"):
