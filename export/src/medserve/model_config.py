@@ -33,7 +33,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from medserve.errors import UsageError, VerificationError
-from medserve.spec import LABELS_FILENAME, ModelSpec
+from medserve.spec import LABELS_FILENAME, MAX_PIXELS_PARAMETER, ModelSpec
 
 ConfigKind = Literal["gpu", "cpu", "local"]
 CONFIG_KINDS: tuple[ConfigKind, ...] = ("gpu", "cpu", "local")
@@ -179,6 +179,10 @@ def preprocess_config(
     config.instance_group.add(
         kind=mc.ModelInstanceGroup.KIND_CPU, count=max(options.cpu_instances, 1)
     )
+    # The pixel cap is baked into the decoder graph at export (the TF backend
+    # passes no parameters to a signature); recorded here so every decoder of
+    # the repository and `medserve verify` read the one value.
+    config.parameters[MAX_PIXELS_PARAMETER].string_value = str(spec.max_pixels)
     return config
 
 

@@ -28,7 +28,7 @@ from medserve.model_config import (
     parse_config,
     preprocess_name,
 )
-from medserve.spec import LABELS_FILENAME, ModelSpec
+from medserve.spec import LABELS_FILENAME, MAX_PIXELS_PARAMETER, ModelSpec
 
 _TF_PLATFORMS = (TF_PLATFORM,)
 
@@ -82,7 +82,16 @@ def check_preprocess_config(
             "then fail every request batched with it"
         )
     _check_instances(config, path, mc.ModelInstanceGroup.KIND_CPU)
-    return f"{_where(config)}, {_describe(config)}, one request per execution"
+    cap = config.parameters[MAX_PIXELS_PARAMETER].string_value
+    if cap != str(spec.max_pixels):
+        raise VerificationError(
+            f"{path}: parameter {MAX_PIXELS_PARAMETER!r} is {cap!r} but the decoder graph was "
+            f"exported with {spec.max_pixels} (the spec): export the model again"
+        )
+    return (
+        f"{_where(config)}, {_describe(config)}, one request per execution, "
+        f"max_pixels {spec.max_pixels}"
+    )
 
 
 def check_ensemble(ens_dir: Path, model_dir: Path, prep_dir: Path, spec: ModelSpec) -> str:
