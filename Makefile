@@ -17,16 +17,17 @@ WORK ?= work
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): export/pyproject.toml client/pyproject.toml requirements-dev.txt
+$(STAMP): export/pyproject.toml client/pyproject.toml loadtest/pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ./export -e "./client[dicom]" -r requirements-dev.txt
+	$(BIN)/pip install --quiet -e ./export -e "./client[dicom]" -e "./loadtest[bench]" \
+		-r requirements-dev.txt
 	touch $(STAMP)
 
 demo: $(STAMP) ## Train, export, verify, serve locally, classify PNG/JPEG/DICOM, report throughput
 	$(BIN)/python -m medserve.demo --work $(WORK) --repo $(REPO)
 
-venv: $(STAMP) ## Create .venv with both distributions (editable) and the test tools
+venv: $(STAMP) ## Create .venv with the three distributions (editable) and the test tools
 
 # checkov pins many dependencies of its own: it gets its own virtualenv. uv
 # installs them about four times faster than pip (fresh clone, 2 shared cores).
@@ -108,13 +109,13 @@ loadtest: $(STAMP) ## Headless locust on $(REPO) (or HOST=grpc://...): summary.j
 bench: $(STAMP) ## Benchmark (~15 min, quiet machine): limit, medserve, batching off, naive peer, payloads
 	$(loadtest_model)
 	$(BIN)/medserve train --synthetic --output $(WORK)/model
-	$(BIN)/python loadtest/bench.py --repo $(REPO) --model $(MODEL) \
+	$(BIN)/python -m medserve_bench.bench --repo $(REPO) --model $(MODEL) \
 		--keras-model $(WORK)/model/model.keras --work $(WORK)/bench $(BENCH_ARGS)
 
 bench-quick: $(STAMP) ## Short benchmark (1 round, 3 s cells): same table in loadtest/results/bench-quick/
 	$(loadtest_model)
 	$(BIN)/medserve train --synthetic --output $(WORK)/model
-	$(BIN)/python loadtest/bench.py --quick --repo $(REPO) --model $(MODEL) \
+	$(BIN)/python -m medserve_bench.bench --quick --repo $(REPO) --model $(MODEL) \
 		--keras-model $(WORK)/model/model.keras --work $(WORK)/bench $(BENCH_ARGS)
 
 .PHONY: bench-client

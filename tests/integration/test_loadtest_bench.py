@@ -18,8 +18,6 @@ from medserve.spec import ModelSpec
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-BENCH = ROOT / "loadtest" / "bench.py"
 # The float32 cell is left out here: it needs a bench-only TensorFlow export and
 # one more backend stub (half a minute on 2 cores); its config edit is unit-tested.
 EXPECTED_CELLS = [
@@ -47,7 +45,7 @@ def test_bench_quick_measures_every_cell_and_writes_table_json_and_plot(
     out = tmp_path / "results"
     done = subprocess.run(
         [
-            sys.executable, str(BENCH), "--quick", "--repo", str(served_repo),
+            sys.executable, "-m", "medserve_bench.bench", "--quick", "--repo", str(served_repo),
             "--keras-model", str(keras_model), "--work", str(tmp_path / "work"),
             "--out", str(out), "--concurrency", "1,2", "--compare-at", "2",
             "--duration-s", "1", "--warmup-s", "0.3", "--limit-batch-sizes", "1,4",

@@ -16,14 +16,11 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-RUN = ROOT / "loadtest" / "medload_runner.py"
-
 
 def run_loadtest(out: Path, *args: str, timeout_s: float = 90.0) -> tuple[int, dict[str, Any], str]:
     """Run ``loadtest/run`` with ``args``; return its exit status, summary and output."""
     done = subprocess.run(
-        [sys.executable, str(RUN), "--out", str(out), *args],
+        [sys.executable, "-m", "medserve_bench.runner", "--out", str(out), *args],
         capture_output=True,
         text=True,
         timeout=timeout_s,

@@ -4,7 +4,7 @@ Usage::
 
     renders = render_all(tmp_dir)
     gpu = renders["gpu"]                 # overlay alone
-    combo = renders["cpu+s3+tls"]        # overlay with components
+    combo = renders["cpu-onnx+s3+tls"]   # overlay with components
     triton = gpu.one("Deployment", "triton")
 
 Every overlay is rendered alone and with every subset of the components, by
@@ -30,13 +30,13 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 K8S_DIR = REPO_ROOT / "k8s"
-OVERLAYS = ("gpu", "cpu")
+# TensorFlow backend on Triton 25.02, then onnxruntime on Triton 26.09.
+OVERLAYS = ("gpu", "cpu", "gpu-onnx", "cpu-onnx")
+GPU_OVERLAYS = ("gpu", "gpu-onnx")
+ONNX_OVERLAYS = ("gpu-onnx", "cpu-onnx")
 COMPONENTS = ("s3", "tls", "loadtest")
 STANDALONE = ("smoke", "loader")
 NAMESPACE = "medserve"
-# Only the loadtest component reads files outside its own folder (the
-# locustfiles in loadtest/); its README line says to render it this way too.
-LOAD_RESTRICTOR = "--load-restrictor=LoadRestrictionsNone"
 RENDER_TIMEOUT_S = 60
 RENDER_WORKERS = 4
 
@@ -70,17 +70,13 @@ def kubectl() -> str:
     return path
 
 
-def kustomize(directory: Path, *, files_outside: bool = False) -> str:
+def kustomize(directory: Path) -> str:
     """``kubectl kustomize DIRECTORY`` (stdout); RuntimeError with kustomize's message.
 
-    Args:
-        directory: The kustomization to render.
-        files_outside: Allow files outside the kustomization's root (only the
-            loadtest component needs it).
+    Rendered with kustomize's default load restrictor: no kustomization may
+    read a file outside its own root.
     """
     command = [kubectl(), "kustomize", str(directory)]
-    if files_outside:
-        command.insert(2, LOAD_RESTRICTOR)
     proc = subprocess.run(
         command,
         capture_output=True,
@@ -99,7 +95,7 @@ def combination_name(overlay: str, components: tuple[str, ...]) -> str:
 
 
 def combinations() -> list[tuple[str, tuple[str, ...]]]:
-    """Every overlay with every subset of the components (2 x 8 = 16)."""
+    """Every overlay with every subset of the components (4 x 8 = 32)."""
     subsets = [
         combo
         for size in range(len(COMPONENTS) + 1)
@@ -141,7 +137,7 @@ def render_all(work: Path) -> dict[str, Render]:
     jobs += [(name, None, (), K8S_DIR / name) for name in STANDALONE]
     # kubectl is a separate process per render: a few in parallel halve the wall time.
     with ThreadPoolExecutor(max_workers=RENDER_WORKERS) as pool:
-        texts = pool.map(lambda job: kustomize(job[3], files_outside="loadtest" in job[2]), jobs)
+        texts = pool.map(lambda job: kustomize(job[3]), jobs)
         for (name, overlay, components, _), text in zip(jobs, texts, strict=True):
             path = out / f"{name}.yaml"
             path.write_text(text, encoding="utf-8")
@@ -192,7 +188,7 @@ def triton_args(render: Render) -> dict[str, list[str]]:
 def unique_objects(renders: dict[str, Render]) -> dict[str, tuple[str, dict[str, Any]]]:
     """Distinct objects across renders, keyed by canonical JSON, with a render that has each.
 
-    Most objects are identical in all 16 combinations; checking each distinct
+    Most objects are identical in all 32 combinations; checking each distinct
     object once keeps schema validation and checkov fast without skipping any
     variant (a Deployment patched by a component is a distinct object).
     """

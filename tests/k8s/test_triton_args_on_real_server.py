@@ -2,12 +2,20 @@
 
 No cluster and no GPU here, so the server is the one the export side already
 uses locally: the ``tritonserver`` of the nvidia-pytriton wheel (Triton 2.51,
-CPU only; the production image is 2.55, which kept every flag used here). It
-gets the manifests' own args, with the Kubernetes variables filled in (an empty
-model repository, a key) and the ports moved to free ones so it coexists with
-other servers on the machine. What this proves: every flag exists, every value
-parses, readiness works with no model, and the restricted-API key really
-closes the admin endpoints while health and metadata stay open.
+CPU only, Python backend only). Each overlay's args are started on it, with the
+Kubernetes variables filled in (an empty model repository, a key) and the ports
+moved to free ones so it coexists with other servers on the machine. What this
+proves, per overlay: every flag exists in 2.51, every value parses, readiness
+works with no model, and the restricted-API key really closes the admin
+endpoints while health and metadata stay open.
+
+What it cannot prove: that the images the overlays run (25.02 = Triton 2.55,
+26.09 = Triton 2.73) accept the args (test_policy_triton checks every flag
+against the flag lists of those releases' own parser, vendored in
+k8s/schemas/tritonserver-flags.json), nor that a model loads under
+``--model-config-name``: the wheel has neither the TensorFlow nor the
+onnxruntime backend, and the repository here is empty, so the selected
+config name (``cpu``, ``onnx-cpu``, ``onnx-gpu``) is accepted but never read.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from k8s_render import Render, containers
+from k8s_render import OVERLAYS, Render, containers
 
 from medserve.ports import free_ports
 from medserve.stub import TritonInstall, locate_tritonserver, server_environment
@@ -69,7 +77,7 @@ def tritonserver_flags(binary: Path, env: dict[str, str]) -> set[str]:
     return set(re.findall(r"^\s+--([a-z0-9-]+)", proc.stdout + proc.stderr, flags=re.MULTILINE))
 
 
-def request(url: str, *, method: str = "GET", headers: dict[str, str] | None = None) -> int:
+def http_status(url: str, *, method: str = "GET", headers: dict[str, str] | None = None) -> int:
     """HTTP status of one request (no exception for 4xx/5xx)."""
     req = urllib.request.Request(
         url, method=method, headers=headers or {}, data=b"" if method == "POST" else None
@@ -87,20 +95,23 @@ def install() -> TritonInstall:
     return locate_tritonserver()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=OVERLAYS)
 def running_triton(
+    request: pytest.FixtureRequest,
     renders: dict[str, Render],
     install: TritonInstall,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RunningTriton]:
-    work = tmp_path_factory.mktemp("triton")
+    """The wheel's tritonserver started with one overlay's args (each overlay in turn)."""
+    work = tmp_path_factory.mktemp(f"triton-{request.param}")
     repository = work / "model_repository"
     repository.mkdir()
     key = secrets.token_hex(16)
     ports = dict(zip(PORT_FLAGS, free_ports(3), strict=True))
-    # The CPU overlay: it adds --model-config-name to the common args.
     args = server_args(
-        renders["cpu"], {"MODEL_REPOSITORY": str(repository), "TRITON_ADMIN_KEY": key}, ports
+        renders[request.param],
+        {"MODEL_REPOSITORY": str(repository), "TRITON_ADMIN_KEY": key},
+        ports,
     )
     log = work / "triton.log"
     with log.open("w") as sink:
@@ -117,7 +128,7 @@ def running_triton(
             if process.poll() is not None:
                 pytest.fail(f"tritonserver exited {process.returncode}:\n{log.read_text()[-3000:]}")
             try:
-                if request(f"{http}/v2/health/ready") == 200:
+                if http_status(f"{http}/v2/health/ready") == 200:
                     break
             except OSError:
                 pass
@@ -149,9 +160,9 @@ def test_every_triton_flag_in_the_manifests_exists_in_tritonserver(
 
 
 def test_triton_with_the_manifest_args_is_live_and_ready(running_triton: RunningTriton) -> None:
-    assert request(f"{running_triton.http}/v2/health/live") == 200
-    assert request(f"{running_triton.http}/v2/health/ready") == 200
-    assert request(f"{running_triton.http}/v2") == 200  # server metadata stays open
+    assert http_status(f"{running_triton.http}/v2/health/live") == 200
+    assert http_status(f"{running_triton.http}/v2/health/ready") == 200
+    assert http_status(f"{running_triton.http}/v2") == 200  # server metadata stays open
 
 
 @pytest.mark.parametrize(
@@ -168,9 +179,9 @@ def test_admin_endpoints_answer_only_with_the_admin_key(
     running_triton: RunningTriton, method: str, path: str
 ) -> None:
     url = running_triton.http + path
-    assert request(url, method=method) == 403
-    assert request(url, method=method, headers={ADMIN_HEADER: "wrong"}) == 403
-    assert request(url, method=method, headers={ADMIN_HEADER: running_triton.admin_key}) == 200
+    assert http_status(url, method=method) == 403
+    assert http_status(url, method=method, headers={ADMIN_HEADER: "wrong"}) == 403
+    assert http_status(url, method=method, headers={ADMIN_HEADER: running_triton.admin_key}) == 200
 
 
 def test_triton_logs_in_iso8601(running_triton: RunningTriton) -> None:

@@ -9,23 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# The locustfiles' helpers are flat modules next to them (locust imports a
-# locustfile with its own folder on sys.path, and the k8s ConfigMap mounts them
-# flat), so the tests import them the same way.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "loadtest"))
+from medserve_bench import repo as bench_repo
+from medserve_bench import report as bench_report
+from medserve_bench import stats as medload_stats
+from medserve_bench.latency import latency_summary, throughput
+from medserve_locust.options import LoadOptions
+from medserve_locust.pool import ImagePool
+from medserve_locust.samples import SampleRecorder, read_samples
+from medserve_locust.target import InferTarget, TargetError
+from medserve_locust.thresholds import Thresholds
+from medserve_locust.validate import ResponseValidator, WrongAnswerError
 
-import bench_repo
-import bench_report
-import medload_stats
-from medload_latency import latency_summary, throughput
-from medload_options import LoadOptions
-from medload_pool import ImagePool
-from medload_samples import SampleRecorder, read_samples
-from medload_target import InferTarget, TargetError
-from medload_thresholds import Thresholds
-from medload_validate import ResponseValidator, WrongAnswerError
-
-LOADTEST = Path(__file__).resolve().parents[2] / "loadtest"
 VALIDATOR = ResponseValidator(num_classes=2, labels=("normal", "lesion"))
 
 
@@ -146,12 +140,11 @@ def test_samples_round_trip_and_throughput_counts_batch_size_of_successes(tmp_pa
 def test_step_ramp_adds_users_per_step_holds_the_top_and_then_stops() -> None:
     # Importing locust monkey-patches this process for gevent: ask another one.
     code = (
-        "from shape_step_ramp import step_users as s; r = dict(step_users=4, step_time_s=10.0, "
-        "max_users=10); print([s(t, **r) for t in (0, 9.9, 10, 25, 35, 40)])"
+        "from medserve_locust.shapes.step_ramp import step_users as s; "
+        "r = dict(step_users=4, step_time_s=10.0, max_users=10); "
+        "print([s(t, **r) for t in (0, 9.9, 10, 25, 35, 40)])"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=LOADTEST, capture_output=True, text=True, check=True
-    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[4, 4, 8, 10, 10, None]"
 
 

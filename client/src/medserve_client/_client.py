@@ -59,8 +59,9 @@ class Client(BaseClient[Transport]):
         protocol: ``"grpc"`` or ``"http"`` when the URL has no scheme.
         timeout_s: Deadline of each public call in seconds, retries included,
             or a :class:`Timeout`.
-        retries: Extra attempts on unavailability and overload (an int) or a
-            :class:`Retry`.
+        retries: Retries of unavailability and overload: None (default)
+            retries until the call's deadline; an int allows at most that many
+            extra attempts; a :class:`Retry` sets the backoff too.
         tls: Certificates for gRPC TLS or HTTPS (turns TLS on).
         headers: Sent with every request (e.g. for an auth proxy).
         bearer_token: Sent as ``authorization: Bearer <token>``; never logged.

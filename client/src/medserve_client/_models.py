@@ -5,7 +5,7 @@ Usage::
     from medserve_client import Client, Retry, Timeout
 
     client = Client("127.0.0.1:8001", timeout_s=Timeout(connect_s=2.0, request_s=10.0),
-                    retries=Retry(attempts=5, backoff_s=0.1))
+                    retries=Retry(backoff_s=0.1))  # until the deadline
     prediction = client.classify("scan.png", top_k=2)[0]
     prediction.label, prediction.score, prediction.top_k
 
@@ -24,6 +24,9 @@ import numpy as np
 import numpy.typing as npt
 
 from medserve_client._errors import InvalidInputError
+
+# 2 ** 60 times any sensible backoff_s is far above any max_backoff_s.
+_MAX_BACKOFF_EXPONENT = 60
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,39 +128,56 @@ class Timeout:
 class Retry:
     """Retries of unavailability and overload, with exponential backoff and full jitter.
 
+    By default a call is retried until its deadline (``Timeout.request_s`` or
+    the call's ``timeout_s``), however many attempts that takes, so an outage
+    shorter than the deadline costs no call. ``attempts`` adds a count limit.
+
     Attempt ``n`` (1-based) that failed with a retryable error waits a random
     time in ``[0, min(max_backoff_s, backoff_s * 2 ** (n - 1))]`` before the next
     one ("full jitter", so many clients that failed together do not retry
     together), and never past the call's deadline.
 
     Attributes:
-        attempts: Total attempts, the first included (1: no retries).
+        attempts: Total attempts, the first included (1: no retries); None
+            (the default): no count limit, the deadline alone ends the retries.
         backoff_s: Base of the exponential backoff.
         max_backoff_s: Cap of one wait.
     """
 
-    attempts: int = 3
+    attempts: int | None = None
     backoff_s: float = 0.05
-    max_backoff_s: float = 2.0
+    max_backoff_s: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise InvalidInputError(f"Retry.attempts must be >= 1, got {self.attempts}")
+        if self.attempts is not None and self.attempts < 1:
+            raise InvalidInputError(
+                f"Retry.attempts must be >= 1 (or None: until the deadline), got {self.attempts}"
+            )
         if self.backoff_s < 0 or self.max_backoff_s < 0:
             raise InvalidInputError("Retry.backoff_s and max_backoff_s must be >= 0")
 
     @classmethod
     def coerce(cls, value: int | Retry | None) -> Retry:
-        """Accept a number of retries (attempts minus one) or a :class:`Retry`."""
+        """Accept a number of retries (attempts minus one), a :class:`Retry`, or None.
+
+        None is the default policy: retry until the deadline.
+        """
         if value is None:
             return cls()
         if isinstance(value, Retry):
             return value
         return cls(attempts=int(value) + 1)
 
+    def allows_another(self, failed_attempt: int) -> bool:
+        """Whether the count limit (if any) allows an attempt after ``failed_attempt``."""
+        return self.attempts is None or failed_attempt < self.attempts
+
     def backoff(self, failed_attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after the given failed attempt (1-based), jitter included."""
-        ceiling = min(self.max_backoff_s, self.backoff_s * 2 ** (failed_attempt - 1))
+        # The exponent is capped: with no count limit a long outage reaches
+        # attempt numbers whose 2 ** n no float can hold.
+        exponent = min(failed_attempt - 1, _MAX_BACKOFF_EXPONENT)
+        ceiling = min(self.max_backoff_s, self.backoff_s * 2.0**exponent)
         return (rng or random).uniform(0.0, ceiling)
 
 

@@ -177,14 +177,45 @@ def wire_headers(endpoint: Endpoint) -> dict[str, str] | None:
     return dict(endpoint.headers) or None
 
 
+# gRPC waits up to 120 s between reconnection attempts by default (1 s growing
+# by 1.6x), so after an outage of ~20 s a channel could stay down well past the
+# server's return and past the call's deadline: the retries would all fail fast
+# with UNAVAILABLE. Capped, a restarted server is noticed within about a second.
+GRPC_RECONNECT_BACKOFF_MS = {
+    "grpc.initial_reconnect_backoff_ms": 100,
+    "grpc.max_reconnect_backoff_ms": 1000,
+}
+
+
+def grpc_channel_args() -> list[tuple[str, Any]]:
+    """Channel options of both gRPC clients: tritonclient's own, plus a capped reconnect backoff.
+
+    tritonclient uses either its defaults or ``channel_args``, never both, so
+    its defaults (message size, keepalive) are restated here from its own values.
+    """
+    from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, KeepAliveOptions
+
+    keepalive = KeepAliveOptions()
+    return [
+        ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        *GRPC_RECONNECT_BACKOFF_MS.items(),
+    ]
+
+
 def grpc_channel_kwargs(endpoint: Endpoint) -> dict[str, Any]:
-    """TLS arguments of both gRPC clients' ``InferenceServerClient``."""
+    """TLS and channel arguments of both gRPC clients' ``InferenceServerClient``."""
     tls = endpoint.tls or TLS()
     return {
         "ssl": endpoint.ssl,
         "root_certificates": opt_path(tls.root_certificates),
         "private_key": opt_path(tls.private_key),
         "certificate_chain": opt_path(tls.certificate_chain),
+        "channel_args": grpc_channel_args(),
     }
 
 

@@ -4,12 +4,13 @@ Usage::
 
     deadline = Deadline(timeout_s=10.0)
     reply = call_with_retry(lambda remaining_s: transport.infer(call(remaining_s)),
-                            retry=Retry(attempts=3), deadline=deadline, what="infer")
+                            retry=Retry(), deadline=deadline, what="infer")
 
 Only :data:`~medserve_client.exceptions.RETRYABLE_ERRORS` (unavailability and
-overload) are retried; an invalid input or a missing model fails at once. No
-wait ever runs past the deadline: when the next backoff would, the last error
-is raised instead.
+overload) are retried; an invalid input or a missing model fails at once. By
+default (``Retry()``) the deadline alone ends the retries; ``Retry(attempts=n)``
+also stops after ``n`` attempts. No wait ever runs past the deadline: when the
+next backoff would, the last error (typed, retryable) is raised instead.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def call_with_retry(
 
     Args:
         attempt: One try; receives the seconds left before the deadline.
-        retry: How many attempts and how long to back off.
+        retry: How long to back off, and the count limit if any.
         deadline: The call's deadline, shared by every attempt and wait.
         what: Names the call in log lines.
         sleep: Injected by tests.
@@ -91,6 +92,7 @@ async def call_with_retry_async(
     retry: Retry,
     deadline: Deadline,
     what: str,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     rng: random.Random | None = None,
 ) -> T:
     """The asyncio twin of :func:`call_with_retry` (waits with ``asyncio.sleep``)."""
@@ -105,14 +107,14 @@ async def call_with_retry_async(
             if wait_s is None:
                 raise
             log.info("%s failed (%s), retry %d in %.3f s", what, type(exc).__name__, number, wait_s)
-            await asyncio.sleep(wait_s)
+            await sleep(wait_s)
 
 
 def _next_wait(
     retry: Retry, failed_attempt: int, deadline: Deadline, rng: random.Random | None
 ) -> float | None:
     """Backoff before the next attempt, or None when there must be no next attempt."""
-    if failed_attempt >= retry.attempts:
+    if not retry.allows_another(failed_attempt):
         return None
     wait_s = retry.backoff(failed_attempt, rng)
     if wait_s >= deadline.remaining_s():

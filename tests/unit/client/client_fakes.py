@@ -1,4 +1,4 @@
-"""Test doubles of the client unit tests: a fake transport (no socket) and test images.
+"""Test doubles of the client unit tests: a fake transport (no socket), its asyncio twin, images.
 
 The fake plays a tiny medserve model: a 16x16 UINT8 input, labels
 ("normal", "lesion"), ``max_batch_size`` 4, and an ``_encoded`` twin. Its
@@ -8,6 +8,7 @@ brightness), so a test can tell which input produced which output.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import threading
 import time
@@ -172,6 +173,39 @@ class FakeTransport:
 
     def close(self) -> None:
         self.closed = True
+
+
+class AsyncFake:
+    """The fake transport behind the asyncio interface."""
+
+    def __init__(self, fake: FakeTransport) -> None:
+        self.fake = fake
+        self.endpoint = None
+
+    async def server_ready(self, *, timeout_s: float) -> bool:
+        return self.fake.server_ready(timeout_s=timeout_s)
+
+    async def model_ready(self, model: str, version: str, *, timeout_s: float) -> bool:
+        return self.fake.model_ready(model, version, timeout_s=timeout_s)
+
+    async def model_metadata(self, model: str, version: str, *, timeout_s: float) -> Any:
+        return self.fake.model_metadata(model, version, timeout_s=timeout_s)
+
+    async def model_config(self, model: str, version: str, *, timeout_s: float) -> Any:
+        return self.fake.model_config(model, version, timeout_s=timeout_s)
+
+    async def infer(self, call: InferCall) -> InferReply:
+        await asyncio.sleep(0.005)  # Let other requests start: concurrency is observable.
+        return await asyncio.to_thread(self.fake.infer, call)
+
+    async def register_shm(self, name: str, key: str, byte_size: int, *, timeout_s: float) -> None:
+        self.fake.register_shm(name, key, byte_size, timeout_s=timeout_s)
+
+    async def unregister_shm(self, name: str, *, timeout_s: float) -> None:
+        self.fake.unregister_shm(name, timeout_s=timeout_s)
+
+    async def close(self) -> None:
+        self.fake.close()
 
 
 def png_bytes(array: np.ndarray, **save: Any) -> bytes:

@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from client_fakes import FakeTransport, gray, png_bytes
+from client_fakes import AsyncFake, FakeTransport, gray, png_bytes
 
 from medserve_client import TLS, AsyncClient, Client, InvalidInputError
 from medserve_client._core import parse_url
-from medserve_client._transport import InferCall, InferReply, grpc_headers
+from medserve_client._transport import grpc_headers
 
 
 @pytest.mark.parametrize(
@@ -123,39 +123,6 @@ def _patch_client(monkeypatch: pytest.MonkeyPatch, fake: FakeTransport) -> None:
         return real(*args, transport=fake, **kwargs)
 
     monkeypatch.setattr(cli, "Client", build)
-
-
-class AsyncFake:
-    """The fake transport behind the asyncio interface."""
-
-    def __init__(self, fake: FakeTransport) -> None:
-        self.fake = fake
-        self.endpoint = None
-
-    async def server_ready(self, *, timeout_s: float) -> bool:
-        return self.fake.server_ready(timeout_s=timeout_s)
-
-    async def model_ready(self, model: str, version: str, *, timeout_s: float) -> bool:
-        return self.fake.model_ready(model, version, timeout_s=timeout_s)
-
-    async def model_metadata(self, model: str, version: str, *, timeout_s: float) -> Any:
-        return self.fake.model_metadata(model, version, timeout_s=timeout_s)
-
-    async def model_config(self, model: str, version: str, *, timeout_s: float) -> Any:
-        return self.fake.model_config(model, version, timeout_s=timeout_s)
-
-    async def infer(self, call: InferCall) -> InferReply:
-        await asyncio.sleep(0.005)  # Let other requests start: concurrency is observable.
-        return await asyncio.to_thread(self.fake.infer, call)
-
-    async def register_shm(self, name: str, key: str, byte_size: int, *, timeout_s: float) -> None:
-        self.fake.register_shm(name, key, byte_size, timeout_s=timeout_s)
-
-    async def unregister_shm(self, name: str, *, timeout_s: float) -> None:
-        self.fake.unregister_shm(name, timeout_s=timeout_s)
-
-    async def close(self) -> None:
-        self.fake.close()
 
 
 def test_async_client_has_the_same_surface_and_results(fake: FakeTransport) -> None:

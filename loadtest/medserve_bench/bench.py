@@ -2,23 +2,23 @@
 
 Usage::
 
-    python loadtest/bench.py                 # full: 3 rounds, 15 s per cell (about 15 minutes)
-    python loadtest/bench.py --quick         # 1 round, 3 s per cell
-    python loadtest/bench.py --repo model_repository --keras-model work/model/model.keras \\
+    python -m medserve_bench.bench              # full: 3 rounds, 15 s per cell (about 15 minutes)
+    python -m medserve_bench.bench --quick      # 1 round, 3 s per cell
+    python -m medserve_bench.bench --repo model_repository --keras-model work/model/model.keras \\
         --concurrency 1,4,16,32 --compare-at 16 --rounds 3 --duration-s 15
 
 One local Triton serves the exported model and its bench variants
-(:mod:`bench_repo`: batching off, float32 input); the naive peer runs under
+(:mod:`medserve_bench.repo`: batching off, float32 input); the naive peer runs under
 gunicorn beside it. Each round measures, in an order rotated from round to
 round so slow drift does not favour one variant:
 
-1. the in-process limit (:mod:`bench_inprocess`, its own process, servers idle);
+1. the in-process limit (:mod:`medserve_bench.inprocess`, its own process, servers idle);
 2. medserve through ``medserve_client`` at each ``--concurrency`` (batching on);
 3. batching off at ``--compare-at``;
 4. the naive peer at each ``--concurrency``;
 5. payloads at ``--compare-at``: uint8, float32 and encoded JPEG tensors.
 
-Every cell is a closed loop (:mod:`bench_driver`) whose answers are validated;
+Every cell is a closed loop (:mod:`medserve_bench.driver`) whose answers are validated;
 Triton's statistics are diffed over each cell. Writes ``bench.json``,
 ``bench.md`` and ``bench.png`` under ``--out``; exits 1 if any request failed
 (numbers from wrong answers mean nothing), 0 otherwise, whether or not the
@@ -41,19 +41,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import bench_repo
-import medload_stats
-from bench_driver import run_closed_loop
-from bench_report import Measurement, aggregate, compute_ratios, write_outputs
-from bench_targets import ClientTarget, PayloadTarget, PeerTarget
-from medload_pool import ImagePool
-from medload_validate import ResponseValidator
-from naive_peer import PeerServer, free_port
+from medserve_bench import repo, stats
+from medserve_bench.driver import run_closed_loop
+from medserve_bench.naive_peer import PeerServer, free_port
+from medserve_bench.report import Measurement, aggregate, compute_ratios, write_outputs
+from medserve_bench.targets import ClientTarget, PayloadTarget, PeerTarget
+from medserve_locust.pool import ImagePool
+from medserve_locust.validate import ResponseValidator
 
 log = logging.getLogger("loadtest.bench")
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,9 @@ class Cell:
 
 def build_parser() -> argparse.ArgumentParser:
     """The benchmark's command line."""
-    p = argparse.ArgumentParser(prog="loadtest/bench.py", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m medserve_bench.bench", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--quick", action="store_true", help="1 round, 3 s cells (make bench-quick)")
     p.add_argument("--repo", type=Path, default=ROOT / "model_repository")
     p.add_argument("--model", default="medcnn")
@@ -118,13 +118,13 @@ def newest_savedmodel(model_dir: Path) -> Path:
     versions = sorted((int(p.name) for p in model_dir.iterdir() if p.name.isdigit()), reverse=True)
     if not versions:
         raise FileNotFoundError(f"{model_dir} has no version")
-    return model_dir / str(versions[0]) / bench_repo.SAVEDMODEL_DIRNAME
+    return model_dir / str(versions[0]) / repo.SAVEDMODEL_DIRNAME
 
 
 def measure_limit(args: argparse.Namespace, savedmodel: Path) -> dict[str, Any]:
-    """Run :mod:`bench_inprocess` in its own process and return its JSON."""
+    """Run :mod:`medserve_bench.inprocess` in its own process and return its JSON."""
     command = [
-        sys.executable, str(HERE / "bench_inprocess.py"), str(savedmodel),
+        sys.executable, "-m", "medserve_bench.inprocess", str(savedmodel),
         f"--batch-sizes={args.limit_batch_sizes}", f"--duration-s={args.limit_duration_s}",
     ]  # fmt: skip
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -138,7 +138,7 @@ class Bench:
     """Holds the servers, targets and measurements of one benchmark run."""
 
     def __init__(self, args: argparse.Namespace, grpc_url: str, peer_url: str,
-                 models: bench_repo.BenchModels, labels: tuple[str, ...],
+                 models: repo.BenchModels, labels: tuple[str, ...],
                  image_size: tuple[int, int]) -> None:  # fmt: skip
         self.args = args
         self.grpc_url = grpc_url
@@ -197,11 +197,11 @@ class Bench:
         """Run one cell and record it."""
         target, stats_model = self._target(cell)
         try:
-            snapshots: dict[str, dict[str, medload_stats.ModelCounters]] = {}
+            snapshots: dict[str, dict[str, stats.ModelCounters]] = {}
 
             def on_window(edge: str) -> None:
                 # Triton's counters over the same window as the client's samples.
-                snapshots[edge] = medload_stats.snapshot(self.stats)
+                snapshots[edge] = stats.snapshot(self.stats)
 
             result = run_closed_loop(
                 target.make_call,
@@ -212,7 +212,7 @@ class Bench:
             )
             server = None
             if stats_model:
-                windows = medload_stats.diff(snapshots["start"], snapshots["end"])
+                windows = stats.diff(snapshots["start"], snapshots["end"])
                 if stats_model in windows:
                     server = windows[stats_model].to_dict()
                 entry = getattr(target, "model", stats_model)
@@ -255,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
     unknown = set(payloads) - {"uint8", "float32", "encoded"}
     if unknown:
         raise ValueError(f"unknown payloads {sorted(unknown)}")
-    models = bench_repo.write_bench_repo(
+    models = repo.write_bench_repo(
         args.repo,
         args.work / "repo",
         model=args.model,

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from medload_samples import Samples
+
+from medserve_locust.samples import Samples
 
 PERCENTILES = (50, 90, 95, 99)
 

@@ -3,11 +3,11 @@
 Usage::
 
     from locust import events
-    import medload_thresholds
+    from medserve_locust import thresholds
 
-    medload_thresholds.install(events)   # reads --max-failure-ratio and --max-p95-ms
+    thresholds.install(events)   # reads --max-failure-ratio and --max-p95-ms
 
-    locust -f locustfile_grpc.py --headless ... --max-failure-ratio 0.01 --max-p95-ms 500
+    locust -f scenarios/classify_grpc.py --headless ... --max-failure-ratio 0.01 --max-p95-ms 500
     echo $?   # 1 when a threshold was crossed
 
 As in locust's own example, the check runs when locust quits, on the master

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python loadtest/bench_inprocess.py model_repository/medcnn/1/model.savedmodel \\
+    python -m medserve_bench.inprocess model_repository/medcnn/1/model.savedmodel \\
         --batch-sizes 1,8,16,32,64 --duration-s 5          # prints JSON
 
     limit = measure_limit(Path(".../model.savedmodel"), batch_sizes=(1, 16, 32), duration_s=3)

@@ -2,8 +2,8 @@
 
 Usage::
 
-    MEDLOAD_PEER_MODEL=work/model/model.keras gunicorn --chdir loadtest \\
-        --workers 2 --bind 127.0.0.1:8500 'naive_peer:create_app()'
+    MEDLOAD_PEER_MODEL=work/model/model.keras gunicorn \\
+        --workers 2 --bind 127.0.0.1:8500 'medserve_bench.naive_peer:create_app()'
     curl --data-binary @one_image.u8 -H 'X-Image-Shape: 1,224,224,3' \\
         http://127.0.0.1:8500/predict          # {"probabilities": [[...]], "labels": [...]}
 
@@ -39,7 +39,6 @@ import numpy as np
 MODEL_ENV = "MEDLOAD_PEER_MODEL"
 LABELS_ENV = "MEDLOAD_PEER_LABELS"
 SHAPE_HEADER = "X-Image-Shape"
-HERE = Path(__file__).resolve().parent
 
 
 def create_app(model_path: str | None = None) -> Any:
@@ -123,9 +122,9 @@ class PeerServer:
         self._log = open(self.log_path, "wb") if self.log_path else None  # noqa: SIM115
         self._process = subprocess.Popen(
             [
-                sys.executable, "-m", "gunicorn", "--chdir", str(HERE),
+                sys.executable, "-m", "gunicorn",
                 "--workers", str(self.workers), "--bind", f"127.0.0.1:{self.port}",
-                "--timeout", "300", "--backlog", "256", "naive_peer:create_app()",
+                "--timeout", "300", "--backlog", "256", "medserve_bench.naive_peer:create_app()",
             ],
             env=env, stdout=self._log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
             start_new_session=True,  # Its own process group: stop() can kill workers too.

@@ -2,9 +2,10 @@
 
 Usage (add it after a scenario; locust then ignores -u, -r and -t)::
 
-    locust -f loadtest/locustfile_grpc.py,loadtest/shape_step_ramp.py \\
-        --host grpc://127.0.0.1:8001 --headless --step-users 4 --step-time-s 30 --max-users 32
-    loadtest/run --shape step --step-users 4 --step-time-s 30 --max-users 32
+    cd loadtest/medserve_locust
+    locust -f scenarios/classify_grpc.py,shapes/step_ramp.py --host grpc://127.0.0.1:8001 \\
+        --headless --step-users 4 --step-time-s 30 --max-users 32
+    loadtest/run --shape step_ramp --step-users 4 --step-time-s 30 --max-users 32
 
 Users grow by ``--step-users`` every ``--step-time-s`` seconds up to
 ``--max-users``, hold there for one more step, and the test stops: each step
@@ -14,23 +15,12 @@ history CSV.
 
 from __future__ import annotations
 
-from typing import Any
-
 from locust import LoadTestShape, events
 
-_REGISTERED: list[bool] = []
+from medserve_locust import options
 
-
-def _add_options(parser: Any) -> None:
-    group = parser.add_argument_group("step ramp", "The users of shape_step_ramp.py")
-    group.add_argument("--step-users", type=int, default=4, help="Users added per step")
-    group.add_argument("--step-time-s", type=float, default=30.0, help="Seconds per step")
-    group.add_argument("--max-users", type=int, default=32, help="Users of the last step")
-
-
-if not _REGISTERED:
-    _REGISTERED.append(True)
-    events.init_command_line_parser.add_listener(_add_options)
+options.register(events, options.RAMP_OPTIONS)
+_STEP_USERS, _STEP_TIME_S, _MAX_USERS = options.RAMP_OPTIONS
 
 
 def step_users(
@@ -58,13 +48,13 @@ class StepRamp(LoadTestShape):
 
     def tick(self) -> tuple[int, float] | None:
         """Return ``(users, spawn rate)`` for now, or ``None`` to stop."""
-        options = self.runner.environment.parsed_options if self.runner else None
-        step = int(getattr(options, "step_users", 4) or 4)
+        environment = self.runner.environment if self.runner else None
+        step = options.parsed_value(environment, _STEP_USERS)
         users = step_users(
             self.get_run_time(),
             step_users=step,
-            step_time_s=float(getattr(options, "step_time_s", 30.0) or 30.0),
-            max_users=int(getattr(options, "max_users", 32) or 32),
+            step_time_s=options.parsed_value(environment, _STEP_TIME_S),
+            max_users=options.parsed_value(environment, _MAX_USERS),
         )
         if users is None:
             return None

@@ -5,7 +5,8 @@ Usage::
     loadtest/run                                   # local Triton on model_repository/, 30 s
     loadtest/run --users 32 --run-time 2m --batch-size 4 --input-mode encoded
     loadtest/run --host grpc://triton.example:8001 --labels normal,lesion
-    loadtest/run --protocol http --host http://127.0.0.1:8000 --shape step --max-users 32
+    loadtest/run --protocol http --host http://127.0.0.1:8000 --shape step_ramp --max-users 32
+    loadtest/run --scenario my_scenario            # medserve_locust/scenarios/my_scenario.py
 
 Without ``--host`` it starts the local Triton (``medserve.local_triton.LocalTriton``)
 on ``--repo`` and stops it afterwards, whatever happens. It runs locust
@@ -30,16 +31,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-import medload_stats
-from medload_latency import latency_summary, throughput
-from medload_samples import read_samples
+import medserve_locust
+from medserve_bench import stats
+from medserve_bench.latency import latency_summary, throughput
+from medserve_locust import options
+from medserve_locust.samples import read_samples
 
 log = logging.getLogger("loadtest.run")
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-LOCUSTFILES = {"grpc": HERE / "locustfile_grpc.py", "http": HERE / "locustfile_http.py"}
-SHAPE_FILE = HERE / "shape_step_ramp.py"
+ROOT = Path(__file__).resolve().parents[2]
+LOCUST_DIR = Path(medserve_locust.__file__).resolve().parent
+SCENARIOS_DIR = LOCUST_DIR / "scenarios"
+SHAPES_DIR = LOCUST_DIR / "shapes"
+PROTOCOLS = ("grpc", "http")
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,26 +56,30 @@ def build_parser() -> argparse.ArgumentParser:
         prog="loadtest/run", description="Run a headless locust load test against Triton."
     )
     parser.add_argument("--host", default="", help="Triton address; empty: start a local one")
-    parser.add_argument("--protocol", choices=sorted(LOCUSTFILES), default="grpc")
+    parser.add_argument(
+        "--protocol", choices=PROTOCOLS, default="grpc", help="Which of Triton's APIs to load"
+    )
+    parser.add_argument(
+        "--scenario",
+        choices=_names(SCENARIOS_DIR),
+        default=None,
+        help="A file of medserve_locust/scenarios/ (default: classify_PROTOCOL)",
+    )
     parser.add_argument("--repo", type=Path, default=ROOT / "model_repository")
-    parser.add_argument("--model", default="medcnn")
     parser.add_argument(
         "--users", type=int, default=16, help="Concurrent users (requests in flight)"
     )
     parser.add_argument("--spawn-rate", type=float, default=16.0, help="Users started per second")
     parser.add_argument("--run-time", default="30s", help="Locust duration, e.g. 30s, 2m")
-    parser.add_argument("--shape", choices=("none", "step"), default="none")
-    parser.add_argument("--step-users", type=int, default=4)
-    parser.add_argument("--step-time-s", type=float, default=30.0)
-    parser.add_argument("--max-users", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--input-mode", choices=("uint8", "encoded"), default="uint8")
-    parser.add_argument("--images", default="", help="Folder of images (default: generated)")
     parser.add_argument(
-        "--labels", default="", help="Expected labels, comma-separated (local: labels.txt)"
+        "--shape",
+        choices=("none", *_names(SHAPES_DIR)),
+        default="none",
+        help="A file of medserve_locust/shapes/ (locust then ignores users and run time)",
     )
-    parser.add_argument("--max-failure-ratio", type=float, default=0.0)
-    parser.add_argument("--max-p95-ms", type=float, default=0.0)
+    options.add_arguments(parser, options.RAMP_OPTIONS)
+    # The samples file is this runner's to place (under --out).
+    options.add_arguments(parser, options.LOAD_OPTIONS, skip=("--samples-file",))
     parser.add_argument("--out", type=Path, default=None, help="Output folder")
     parser.add_argument(
         "locust_args", nargs="*", help="Extra locust arguments, after '--'", metavar="LOCUST_ARG"
@@ -97,39 +109,31 @@ def stats_client(protocol: str, host: str) -> Any:
 
 def locust_command(args: argparse.Namespace, host: str, out: Path, labels: str) -> list[str]:
     """The headless locust command line for ``args``."""
-    files = [str(LOCUSTFILES[args.protocol])]
+    scenario = args.scenario or f"classify_{args.protocol}"
+    files = [str(SCENARIOS_DIR / f"{scenario}.py")]
     load: list[str] = []
-    if args.shape == "step":
-        files.append(str(SHAPE_FILE))
-        load = [
-            f"--step-users={args.step_users}",
-            f"--step-time-s={args.step_time_s}",
-            f"--max-users={args.max_users}",
-        ]
+    if args.shape != "none":
+        files.append(str(SHAPES_DIR / f"{args.shape}.py"))
+        load = options.forward(args, options.RAMP_OPTIONS)
     else:
         load = [
             f"--users={args.users}",
             f"--spawn-rate={args.spawn_rate}",
             f"--run-time={args.run_time}",
         ]
+    forwarded = argparse.Namespace(**{**vars(args), "labels": labels})
     command = [
         sys.executable, "-m", "locust", "-f", ",".join(files), "--headless", "--only-summary",
         f"--host={host}", f"--csv={out / 'locust'}", f"--html={out / 'report.html'}",
-        "--stop-timeout=10", f"--model={args.model}", f"--batch-size={args.batch_size}",
-        f"--input-mode={args.input_mode}", f"--samples-file={out / 'samples.csv'}",
-        f"--max-failure-ratio={args.max_failure_ratio}", f"--max-p95-ms={args.max_p95_ms}",
-        *load,
+        "--stop-timeout=10", f"--samples-file={out / 'samples.csv'}",
+        *options.forward(forwarded, options.LOAD_OPTIONS), *load,
     ]  # fmt: skip
-    if args.images:
-        command.append(f"--images={args.images}")
-    if labels:
-        command.append(f"--labels={labels}")
     return command + list(args.locust_args)
 
 
-def _snapshot(client: Any) -> dict[str, medload_stats.ModelCounters] | str:
+def _snapshot(client: Any) -> dict[str, stats.ModelCounters] | str:
     try:
-        return medload_stats.snapshot(client)
+        return stats.snapshot(client)
     except Exception as exc:  # A restricted statistics API must not fail the load test.
         return f"statistics unavailable: {type(exc).__name__}: {str(exc)[:200]}"
 
@@ -145,6 +149,7 @@ def summarize(
         "target": {
             "host": host,
             "protocol": args.protocol,
+            "scenario": args.scenario or f"classify_{args.protocol}",
             "model": args.model,
             "input_mode": args.input_mode,
             "batch_size": args.batch_size,
@@ -173,7 +178,7 @@ def summarize(
 
 def run(args: argparse.Namespace) -> int:
     """Run one load test as ``args`` say; returns locust's exit status."""
-    # Absolute: locust runs in loadtest/ and must find the user's relative paths.
+    # Absolute: locust runs in the scenarios' folder and must find the user's relative paths.
     out = (args.out or ROOT / "loadtest" / "results" / time.strftime("run-%Y%m%d-%H%M%S")).resolve()
     if args.images:
         args.images = str(Path(args.images).resolve())
@@ -197,12 +202,12 @@ def run(args: argparse.Namespace) -> int:
         before = _snapshot(client)
         command = locust_command(args, host, out, labels)
         log.info("running: %s", " ".join(command))
-        exit_code = subprocess.run(command, cwd=HERE, check=False).returncode
+        exit_code = subprocess.run(command, cwd=SCENARIOS_DIR, check=False).returncode
         after = _snapshot(client)
     if isinstance(before, str) or isinstance(after, str):
         server: dict[str, Any] | str = before if isinstance(before, str) else str(after)
     else:
-        server = {k: v.to_dict() for k, v in medload_stats.diff(before, after).items()}
+        server = {k: v.to_dict() for k, v in stats.diff(before, after).items()}
     summary = summarize(args, host, out, exit_code, server)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     rate, latency = summary["throughput"], summary["latency_ms"]

@@ -2,9 +2,10 @@
 
 Usage::
 
-    locust -f loadtest/locustfile_http.py --host http://127.0.0.1:8000 \\
+    locust -f loadtest/medserve_locust/scenarios/classify_http.py --host http://127.0.0.1:8000 \\
         --headless -u 16 -r 16 -t 60s --batch-size 1 --input-mode uint8
-    locust -f loadtest/locustfile_http.py,loadtest/shape_step_ramp.py --host https://triton.example
+    cd loadtest/medserve_locust && locust -f scenarios/classify_http.py,shapes/step_ramp.py \\
+        --host https://triton.example
     loadtest/run --protocol http          # local Triton, summary.json with exact percentiles
 
 Each user posts KServe v2 inference requests with locust's ``FastHttpUser``.
@@ -20,27 +21,17 @@ server's model metadata (``GET /v2/models/<model>``).
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
-import medload_options
-import medload_samples
-import medload_thresholds
 import tritonclient.http as httpclient
 from locust import constant, events, task
 from locust.contrib.fasthttp import FastHttpUser
-from medload_options import LoadOptions
-from medload_pool import ImagePool
-from medload_target import InferTarget
-from medload_validate import ResponseValidator
 
-medload_options.register(events)
-medload_samples.install(events)
-medload_thresholds.install(events)
+from medserve_locust import users
+
+users.install(events)
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
-_TARGETS: dict[tuple[str, str, str], InferTarget] = {}
-_START = itertools.count(0, 7)  # Users start at different pool offsets.
 
 
 class TritonHttpUser(FastHttpUser):
@@ -61,33 +52,16 @@ class TritonHttpUser(FastHttpUser):
 
     def on_start(self) -> None:
         """Read the target once per process and load the shared pool."""
-        self.options = LoadOptions.from_environment(self.environment)
-        key = (str(self.host), self.options.model, self.options.input_mode)
-        if key not in _TARGETS:
-            entry = None
-            if self.options.input_mode == "encoded":
-                entry = self._metadata(self.options.model + "_encoded")
-            _TARGETS[key] = InferTarget.from_metadata(
-                self._metadata(self.options.model), entry=entry
-            )
-        self.target = _TARGETS[key]
-        self.validator = ResponseValidator.for_labels(self.options.labels, self.target.num_classes)
-        self.pool = ImagePool.load(
-            folder=self.options.images,
-            image_size=self.target.image_size,
-            count=self.options.pool_size,
-        )
-        self.cursor = next(_START)
-        self.path = f"/v2/models/{self.target.model}/infer"
-        self.outputs = [httpclient.InferRequestedOutput(self.target.output_name, binary_data=True)]
+        self.work = users.Workload.prepare(self.environment, str(self.host), self._metadata)
+        self.path = f"/v2/models/{self.work.target.model}/infer"
+        self.outputs = [
+            httpclient.InferRequestedOutput(self.work.target.output_name, binary_data=True)
+        ]
 
     def _body(self) -> tuple[bytes, dict[str, str]]:
-        batch = self.options.batch_size
-        data = self.pool.batch(self.cursor, batch, encoded=self.target.encoded)
-        self.cursor += batch
-        tensor = httpclient.InferInput(
-            self.target.input_name, list(data.shape), self.target.input_datatype
-        )
+        data = self.work.next_batch()
+        target = self.work.target
+        tensor = httpclient.InferInput(target.input_name, list(data.shape), target.input_datatype)
         tensor.set_data_from_numpy(data, binary_data=True)
         body, json_size = httpclient.InferenceServerClient.generate_request_body(
             [tensor], outputs=self.outputs
@@ -101,12 +75,12 @@ class TritonHttpUser(FastHttpUser):
     def classify(self) -> None:
         """Post one batch, parse and judge the answer."""
         body, headers = self._body()
-        batch = self.options.batch_size
+        batch = self.work.batch_size
         with self.client.post(
             self.path,
             data=body,  # type: ignore[arg-type]  # bytes: geventhttpclient sends them as is
             headers=headers,
-            name=f"{self.target.model} infer x{batch}",
+            name=f"{self.work.target.model} infer x{batch}",
             context={"batch_size": batch},
             catch_response=True,
         ) as response:
@@ -118,7 +92,7 @@ class TritonHttpUser(FastHttpUser):
                 result = httpclient.InferenceServerClient.parse_response_body(
                     response.content, header_length=int(length) if length else None
                 )
-                self.validator.check(result.as_numpy(self.target.output_name), batch)
+                self.work.check(result.as_numpy(self.work.target.output_name))
             except Exception as exc:  # An unparsable body is as wrong as a wrong label.
                 response.failure(f"{type(exc).__name__}: {exc}")
             else:

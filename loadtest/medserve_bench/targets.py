@@ -15,7 +15,7 @@ Usage::
 - :class:`PeerTarget`: the naive peer's ``POST /predict`` over a keep-alive
   HTTP connection, same uint8 pixels.
 
-Every call validates its answer (:class:`~medload_validate.ResponseValidator`)
+Every call validates its answer (:class:`~validate.ResponseValidator`)
 and raises on a wrong one; each caller has its own connection.
 """
 
@@ -27,9 +27,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
-from bench_driver import Call
-from medload_pool import ImagePool
-from medload_validate import ResponseValidator, WrongAnswerError
+
+from medserve_bench.driver import Call
+from medserve_locust.pool import ImagePool
+from medserve_locust.validate import ResponseValidator, WrongAnswerError
 
 PAYLOADS = ("uint8", "float32", "encoded")
 _STRIDE = 7  # Callers start at different images of the pool.

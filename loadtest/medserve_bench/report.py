@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from medload_latency import latency_summary
+
+from medserve_bench.latency import latency_summary
 
 # Ratios the issue asks for: (key, description, target, higher is better).
 TARGETS = {

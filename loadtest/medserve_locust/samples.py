@@ -3,11 +3,11 @@
 Usage::
 
     from locust import events
-    import medload_samples
+    from medserve_locust import samples
 
-    medload_samples.install(events)   # in a locustfile; active when --samples-file is set
+    samples.install(events)   # in a locustfile; active when --samples-file is set
 
-    rows = medload_samples.read_samples(Path("results/samples.csv"))
+    rows = samples.read_samples(Path("results/samples.csv"))
 
 Locust rounds response times into buckets for its percentiles (and merges
 them across workers); the summary instead reads every request's latency from

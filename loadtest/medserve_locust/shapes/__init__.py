@@ -1,0 +1,1 @@
+"""Load shapes: each file is one ``LoadTestShape``, given to locust after a scenario."""
