@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import subprocess
 import tempfile
@@ -45,7 +46,12 @@ from medserve.process_group import (
     stop_group,
 )
 from medserve.server_log import explain_failure, tail_lines
-from medserve.stub import ensure_python_stub, locate_tritonserver, server_environment
+from medserve.stub import (
+    TritonInstall,
+    ensure_python_stub,
+    locate_tritonserver,
+    server_environment,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,7 @@ DEFAULT_CONFIG_NAME = "local"
 DEFAULT_HOST = "127.0.0.1"
 LOG_FILENAME = "tritonserver.log"
 _POLL_S = 0.25
+_PORT_ATTEMPTS = 3
 _PROBE_TIMEOUT_S = 2.0
 
 
@@ -202,6 +209,20 @@ class LocalTriton:
         self.check_repository()
         install = locate_tritonserver(self._tritonserver)
         backend_dir = ensure_python_stub(install)
+        for attempt in range(1, _PORT_ATTEMPTS + 1):
+            try:
+                self._launch(install, backend_dir)
+                return
+            except ServerError:
+                # A port picked here was free when probed, but another process
+                # (often a client's outgoing connection) may take it before
+                # Triton binds it: pick new ones rather than fail.
+                if attempt == _PORT_ATTEMPTS or not self._lost_a_chosen_port():
+                    raise
+                log.warning("a port chosen for tritonserver was taken meanwhile; new ports")
+
+    def _launch(self, install: TritonInstall, backend_dir: Path | None) -> None:
+        """Start the process on newly chosen ports and wait until it is ready."""
         self._ports = self._choose_ports()
         # Unique per server: the Python backend names its /dev/shm regions
         # with this prefix, and two servers with the same one would collide.
@@ -310,6 +331,12 @@ class LocalTriton:
                 f"{self.repo} is not a Triton model repository: no <model>/config.pbtxt or "
                 f"<model>/configs/{self.config_name}.pbtxt in it; run medserve export first"
             )
+
+    def _lost_a_chosen_port(self) -> bool:
+        """Whether the server log says a port the launcher chose itself was in use."""
+        chosen = [port for kind, port in self._ports.items() if self._requested_ports[kind] is None]
+        lines = [line for line in tail_lines(self.log_path, 200) if "already in use" in line]
+        return any(re.search(rf":{port}\b", line) for line in lines for port in chosen)
 
     def _choose_ports(self) -> dict[str, int]:
         for kind, port in self._requested_ports.items():

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing import shared_memory
@@ -33,6 +32,30 @@ def fake_probabilities(batch: np.ndarray) -> np.ndarray:
     return np.stack([1.0 - lesion, lesion], axis=1).astype(np.float32)
 
 
+def first_image_calls_meet(parties: int, timeout_s: float = 60.0) -> Callable[[InferCall], None]:
+    """An ``on_infer`` hook: the first ``parties`` image requests wait for one another.
+
+    Proves that requests are in flight together without relying on timing: the
+    calls pass only once ``parties`` of them are inside the transport at once
+    (a client that sends one at a time breaks the barrier after ``timeout_s``).
+    Label requests (``class_count`` > 0) pass straight through.
+    """
+    barrier = threading.Barrier(parties, timeout=timeout_s)
+    lock = threading.Lock()
+    arrived = [0]
+
+    def hook(call: InferCall) -> None:
+        if call.outputs and call.outputs[0].class_count:
+            return
+        with lock:
+            arrived[0] += 1
+            mine = arrived[0]
+        if mine <= parties:
+            barrier.wait()
+
+    return hook
+
+
 @dataclass
 class FakeTransport:
     """A :class:`~medserve_client._transport.Transport` without a socket."""
@@ -45,7 +68,6 @@ class FakeTransport:
     registered: dict[str, tuple[str, int]] = field(default_factory=dict)
     unregistered: list[str] = field(default_factory=list)
     failures: list[BaseException] = field(default_factory=list)
-    delay_s: float = 0.0
     closed: bool = False
     in_flight: int = 0
     max_in_flight: int = 0
@@ -103,8 +125,6 @@ class FakeTransport:
         try:
             if self.on_infer is not None:
                 self.on_infer(call)
-            if self.delay_s:
-                time.sleep(self.delay_s)
             if failure is not None:
                 # The real transports map at this boundary; so does the fake.
                 with mapped(
@@ -195,7 +215,6 @@ class AsyncFake:
         return self.fake.model_config(model, version, timeout_s=timeout_s)
 
     async def infer(self, call: InferCall) -> InferReply:
-        await asyncio.sleep(0.005)  # Let other requests start: concurrency is observable.
         return await asyncio.to_thread(self.fake.infer, call)
 
     async def register_shm(self, name: str, key: str, byte_size: int, *, timeout_s: float) -> None:

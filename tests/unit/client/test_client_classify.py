@@ -9,7 +9,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from client_fakes import FakeTransport, fake_probabilities, gray, png_bytes
+from client_fakes import (
+    FakeTransport,
+    fake_probabilities,
+    first_image_calls_meet,
+    gray,
+    png_bytes,
+)
 
 from medserve_client import Client, InvalidInputError, ServerUnavailableError
 
@@ -113,7 +119,7 @@ def test_classify_many_yields_in_input_order_with_bounded_requests_in_flight(
 ) -> None:
     client = make_client()
     client.model_info()
-    fake.delay_s = 0.01
+    fake.on_infer = first_image_calls_meet(2)
     consumed: list[int] = []
 
     def source() -> Any:

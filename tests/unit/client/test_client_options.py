@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from client_fakes import AsyncFake, FakeTransport, gray, png_bytes
+from client_fakes import AsyncFake, FakeTransport, first_image_calls_meet, gray, png_bytes
 
 from medserve_client import TLS, AsyncClient, Client, InvalidInputError
 from medserve_client._core import parse_url
@@ -131,6 +131,8 @@ def test_async_client_has_the_same_surface_and_results(fake: FakeTransport) -> N
             assert await client.ready()
             info = await client.model_info()
             batch = await client.classify([gray(v) for v in range(0, 250, 25)], top_k=2)
+            fake.max_in_flight = 0
+            fake.on_infer = first_image_calls_meet(2)  # classify_many keeps 2+ in flight.
             many = [
                 p async for p in client.classify_many((gray(v) for v in range(20)), concurrency=5)
             ]
@@ -176,17 +178,22 @@ def test_http_transport_gives_each_thread_its_own_client_and_drops_those_of_dead
     transport = HttpTransport(Endpoint(url="127.0.0.1:1", protocol="http"))
     mine = transport._client()
     assert transport._client() is mine  # Same thread, same client (no socket opened yet).
-    seen: list[int] = []
+    # The objects themselves, not their id()s: an id can be reused once its
+    # object is freed, and a finished thread's client is freed on purpose.
+    seen: list[object] = []
 
     def use() -> None:
-        seen.append(id(transport._client()))
+        seen.append(transport._client())
 
     threads = [threading.Thread(target=use) for _ in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(set(seen)) == 3 and id(mine) not in seen
+    assert len(seen) == 3
+    assert all(a is not b for i, a in enumerate([mine, *seen]) for b in [mine, *seen][i + 1 :])
+    assert len(transport._clients) == 4  # Still referenced here: still tracked.
+    seen.clear()
     gc.collect()
     assert list(transport._clients) == [mine]  # Clients of finished threads are gone.
     transport.close()
