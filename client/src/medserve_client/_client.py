@@ -65,6 +65,9 @@ class Client(BaseClient[Transport]):
         tls: Certificates for gRPC TLS or HTTPS (turns TLS on).
         headers: Sent with every request (e.g. for an auth proxy).
         bearer_token: Sent as ``authorization: Bearer <token>``; never logged.
+        admin_key: The server's admin key (``medserve serve --admin-key-file``,
+            the k8s Secret ``triton-admin``), sent only with admin calls
+            (statistics, shared-memory registration); never logged.
         send_encoded: Send the encoded file bytes to ``<model>_encoded`` and
             let the server decode and resize them.
         shared_memory: Pass tensors through system shared memory (client and
@@ -134,6 +137,23 @@ class Client(BaseClient[Transport]):
         return call_with_retry(attempt, retry=self.retry, deadline=deadline, what=what)
 
     # -- health and metadata -------------------------------------------------------
+
+    def statistics(self) -> dict[str, Any]:
+        """Triton's inference statistics of the model (KServe extension), as a dict.
+
+        An admin API: a server that restricts ``statistics`` answers only a
+        client built with its ``admin_key``.
+
+        Raises:
+            PermissionDeniedError: The server wants the admin key and got none or a wrong one.
+        """
+        wire = self._wire()
+        return dict(
+            self._call(
+                f"statistics of {self.model!r}",
+                lambda remaining_s: wire.statistics(self.model, timeout_s=remaining_s),
+            )
+        )
 
     def ready(self) -> bool:
         """True when the server is reachable and the model is ready; never raises for that."""

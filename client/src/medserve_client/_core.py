@@ -28,6 +28,11 @@ from medserve_client._transport import Endpoint, InferCall, OutputSpec
 T = TypeVar("T")
 
 _DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
+#: Header of the admin key (``--http-restricted-api ...:medserve-admin-key=KEY``,
+#: as ``medserve serve`` and the k8s manifests start Triton).
+ADMIN_KEY_HEADER = "medserve-admin-key"
+#: Triton's gRPC server reads a restricted protocol's header with this prefix.
+GRPC_RESTRICTED_PREFIX = "triton-grpc-protocol-"
 _SCHEMES = {
     "grpc": ("grpc", False),
     "grpcs": ("grpc", True),
@@ -249,6 +254,7 @@ def build_endpoint(
     tls: TLS | None,
     headers: Mapping[str, str] | None,
     bearer_token: str | None,
+    admin_key: str | None = None,
 ) -> Endpoint:
     """The :class:`Endpoint` both clients build from their constructor arguments."""
     hostport, chosen, ssl = parse_url(url, protocol)
@@ -257,7 +263,14 @@ def build_endpoint(
         if not bearer_token.strip():
             raise InvalidInputError("bearer_token is empty")
         merged["authorization"] = f"Bearer {bearer_token}"
-    for key, value in merged.items():
+    admin: dict[str, str] = {}
+    if admin_key is not None:
+        if not admin_key.strip():
+            raise InvalidInputError("admin_key is empty")
+        # Triton's --grpc-restricted-protocol reads the header with this prefix.
+        prefix = GRPC_RESTRICTED_PREFIX if chosen == "grpc" else ""
+        admin[prefix + ADMIN_KEY_HEADER] = admin_key
+    for key, value in {**merged, **admin}.items():
         if not isinstance(key, str) or not isinstance(value, str) or "\n" in key + value:
             raise InvalidInputError(f"header {key!r} must be a one-line string with a string value")
     return Endpoint(
@@ -267,6 +280,7 @@ def build_endpoint(
         tls=tls,
         headers=merged,
         timeout=Timeout.coerce(timeout_s),
+        admin_headers=admin,
     )
 
 
