@@ -12,7 +12,7 @@ WORK ?= work
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test test-unit test-integration k8s-check lint typecheck demo train export \
-	verify serve compat loadtest bench bench-quick clean
+	verify serve compat loadtest bench bench-quick chaos clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -117,6 +117,13 @@ bench-quick: $(STAMP) ## Short benchmark (1 round, 3 s cells): same table in loa
 	$(BIN)/medserve train --synthetic --output $(WORK)/model
 	$(BIN)/python -m medserve_bench.bench --quick --repo $(REPO) --model $(MODEL) \
 		--keras-model $(WORK)/model/model.keras --work $(WORK)/bench $(BENCH_ARGS)
+
+# Faults done to a real local tritonserver under SDK load (tests/chaos); a short
+# form of the same faults runs in `make test` (tests/integration/test_chaos.py).
+CHAOS_ARGS ?=
+chaos: $(STAMP) ## Kill -9/restart, SIGTERM, overload, bombs, soak on a real local Triton: prints the table (~5 min)
+	@mkdir -p $(WORK)
+	PYTHONPATH=tests $(BIN)/python -m chaos --json $(WORK)/chaos.json $(CHAOS_ARGS)
 
 .PHONY: bench-client
 bench-client: $(STAMP) ## Client-side cost, no server (~30 s): preprocessing per core, uint8 vs float32 requests

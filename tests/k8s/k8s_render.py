@@ -34,8 +34,18 @@ K8S_DIR = REPO_ROOT / "k8s"
 OVERLAYS = ("gpu", "cpu", "gpu-onnx", "cpu-onnx")
 GPU_OVERLAYS = ("gpu", "gpu-onnx")
 ONNX_OVERLAYS = ("gpu-onnx", "cpu-onnx")
+# 25.02 is the last image with the TensorFlow backend (SavedModel configs);
+# the ONNX overlays run the current release. Both pinned, never `latest`.
+TF_IMAGE = "nvcr.io/nvidia/tritonserver:25.02-py3"
+ONNX_IMAGE = "nvcr.io/nvidia/tritonserver:26.09-py3"
+TRITON_IMAGES = {o: ONNX_IMAGE if o in ONNX_OVERLAYS else TF_IMAGE for o in OVERLAYS}
+# The config each overlay serves (None: the model's config.pbtxt).
+CONFIG_NAMES = {"gpu": None, "cpu": "cpu", "gpu-onnx": "onnx-gpu", "cpu-onnx": "onnx-cpu"}
+# Where configs/onnx-gpu.pbtxt caches TensorRT engines (trt_engine_cache_path,
+# medserve.model_config's default): it must lie on a writable pod volume.
+TRT_CACHE_DIR = "/tmp/tensorrt-cache"
 COMPONENTS = ("s3", "tls", "loadtest")
-STANDALONE = ("smoke", "loader")
+STANDALONE = ("smoke", "loader", "kserve")
 NAMESPACE = "medserve"
 RENDER_TIMEOUT_S = 60
 RENDER_WORKERS = 4
@@ -157,6 +167,21 @@ def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
     return obj["spec"]["template"]["spec"]
 
 
+def volume_holding(
+    obj: dict[str, Any], container: dict[str, Any], path: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``(volumeMount, volume)`` that ``path`` lies on (AssertionError: the root FS)."""
+    holding = [
+        m
+        for m in container.get("volumeMounts", [])
+        if path == m["mountPath"] or path.startswith(m["mountPath"].rstrip("/") + "/")
+    ]
+    assert holding, f"{path} is on no volume of {container['name']} (the root filesystem)"
+    mount = max(holding, key=lambda m: len(m["mountPath"]))
+    volume = next(v for v in pod_spec(obj)["volumes"] if v["name"] == mount["name"])
+    return mount, volume
+
+
 def pod_labels(obj: dict[str, Any]) -> dict[str, str]:
     """Labels the pods of a workload carry."""
     if obj["kind"] == "Pod":
@@ -170,16 +195,18 @@ def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 
 def triton_args(render: Render) -> dict[str, list[str]]:
-    """Triton's ``--flag=value`` args as ``{flag: [values...]}``."""
-    container = containers(render.one("Deployment", "triton"))[0]
-    assert "command" not in container, f"{render.name}: keep the image's entrypoint"
+    """Triton's ``--flag=value`` args of the render's Deployment as ``{flag: [values...]}``."""
+    return parse_triton_args(containers(render.one("Deployment", "triton"))[0], render.name)
+
+
+def parse_triton_args(container: dict[str, Any], where: str) -> dict[str, list[str]]:
+    """A Triton container's ``--flag=value`` args as ``{flag: [values...]}``."""
+    assert "command" not in container, f"{where}: keep the image's entrypoint"
     program, *flags = container["args"]
-    assert program == "tritonserver", render.name
+    assert program == "tritonserver", where
     parsed: dict[str, list[str]] = {}
     for arg in flags:
-        assert arg.startswith("--") and "=" in arg, (
-            f"{render.name}: arg {arg!r} is not --flag=value"
-        )
+        assert arg.startswith("--") and "=" in arg, f"{where}: arg {arg!r} is not --flag=value"
         flag, value = arg[2:].split("=", 1)
         parsed.setdefault(flag, []).append(value)
     return parsed

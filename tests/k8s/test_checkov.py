@@ -1,6 +1,8 @@
 """checkov's Kubernetes checks pass on the rendered manifests, up to the justified skips.
 
-checkov runs once, with no skips, over every distinct rendered object. Each
+checkov runs once, with no skips, over every distinct rendered object, plus
+the Pod that KServe builds from k8s/kserve/ (checkov does not look inside a
+ServingRuntime or an InferenceService). Each
 finding must be covered by an entry of k8s/checkov-skips.yaml (check ID and
 resource), and each entry must still cover a finding: the skip list is exact,
 scoped to resources, and justified in one file.
@@ -18,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from k8s_render import K8S_DIR, REPO_ROOT, Render, unique_objects
+from kserve_predictor import predictor_pod
 
 pytestmark = pytest.mark.k8s
 
@@ -39,6 +42,7 @@ def checkov_findings(renders: dict[str, Render], k8s_work: Path) -> list[tuple[s
     manifests = k8s_work / "checkov" / "manifests.yaml"
     manifests.parent.mkdir(exist_ok=True)
     objects = [obj for _, obj in unique_objects(renders).values()]
+    objects.append(predictor_pod(renders["kserve"]))
     manifests.write_text(yaml.safe_dump_all(objects), encoding="utf-8")
     proc = subprocess.run(
         [

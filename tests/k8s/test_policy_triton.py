@@ -9,32 +9,26 @@ from typing import Any
 
 import pytest
 from k8s_render import (
+    CONFIG_NAMES,
     GPU_OVERLAYS,
     K8S_DIR,
     ONNX_OVERLAYS,
     OVERLAYS,
+    TRITON_IMAGES,
+    TRT_CACHE_DIR,
     Render,
     containers,
     pod_spec,
     triton_args,
+    volume_holding,
 )
 
 pytestmark = pytest.mark.k8s
 
-# 25.02 is the last image with the TensorFlow backend (SavedModel configs);
-# the ONNX overlays run the current release. Both pinned, never `latest`.
-TF_IMAGE = "nvcr.io/nvidia/tritonserver:25.02-py3"
-ONNX_IMAGE = "nvcr.io/nvidia/tritonserver:26.09-py3"
-TRITON_IMAGES = {o: ONNX_IMAGE if o in ONNX_OVERLAYS else TF_IMAGE for o in OVERLAYS}
-# The config each overlay serves (None: the model's config.pbtxt).
-CONFIG_NAMES = {"gpu": None, "cpu": "cpu", "gpu-onnx": "onnx-gpu", "cpu-onnx": "onnx-cpu"}
 # Flags of each image's tritonserver, from Triton's own command-line parser
 # (k8s/schemas/tritonserver-flags.json says which commit).
 TRITON_FLAGS_FILE = K8S_DIR / "schemas" / "tritonserver-flags.json"
 TF_BACKEND_CONFIG = "tensorflow,allow-soft-placement=true"
-# Where configs/onnx-gpu.pbtxt caches TensorRT engines (trt_engine_cache_path):
-# the one writable path the gpu-onnx overlay adds for it.
-TRT_CACHE_DIR = "/opt/tritonserver/trt-cache"
 # TensorRT builds an engine per optimization profile at warm-up, before ready.
 MIN_TRT_STARTUP_BUDGET_S = 900
 TRITON_UID = 1000
@@ -228,17 +222,12 @@ def test_model_config_names_match_files_the_exporter_writes() -> None:
 
 
 def test_gpu_onnx_overlay_caches_tensorrt_engines_on_a_writable_pod_volume(
-    overlay_renders: list[Render],
+    renders: dict[str, Render],
 ) -> None:
-    for render in overlay_renders:
-        spec = pod_spec(render.one("Deployment", "triton"))
-        mounts = {m["mountPath"]: m for m in triton(render)["volumeMounts"]}
-        if render.overlay != "gpu-onnx":
-            assert TRT_CACHE_DIR not in mounts, render.name
-            continue
-        mount = mounts[TRT_CACHE_DIR]
+    for render in (r for r in renders.values() if r.overlay == "gpu-onnx"):
+        deployment = render.one("Deployment", "triton")
+        mount, volume = volume_holding(deployment, triton(render), TRT_CACHE_DIR)
         assert not mount.get("readOnly", False), render.name
-        volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
         # Per pod (survives container restarts), bounded so it cannot fill the node.
         assert volume["emptyDir"]["sizeLimit"], render.name
 

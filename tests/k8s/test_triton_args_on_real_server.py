@@ -9,6 +9,9 @@ proves, per overlay: every flag exists in 2.51, every value parses, readiness
 works with no model, and the restricted-API key really closes the admin
 endpoints while health and metadata stay open.
 
+KServe's predictor is started the same way, with the args KServe gives it
+(the ServingRuntime's, then the InferenceService's; see kserve_predictor).
+
 What it cannot prove: that the images the overlays run (25.02 = Triton 2.55,
 26.09 = Triton 2.73) accept the args (test_policy_triton checks every flag
 against the flag lists of those releases' own parser, vendored in
@@ -29,9 +32,11 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from k8s_render import OVERLAYS, Render, containers
+from kserve_predictor import predictor_pod
 
 from medserve.ports import free_ports
 from medserve.stub import TritonInstall, locate_tritonserver, server_environment
@@ -44,6 +49,7 @@ ADMIN_HEADER = "medserve-admin-key"
 # Triton's --log-format=ISO8601 lines: "2026-11-28T16:57:00Z I 1234 file.cc:12] ..."
 ISO8601_LINE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z [IWE] ")
 PORT_FLAGS = ("http-port", "grpc-port", "metrics-port")
+KSERVE = "kserve"
 
 
 @dataclass(frozen=True)
@@ -55,16 +61,24 @@ class RunningTriton:
     log: Path
 
 
-def server_args(render: Render, values: dict[str, str], ports: dict[str, int]) -> list[str]:
-    """The manifest's args with $(VAR) filled in and the ports replaced."""
-    container = containers(render.one("Deployment", "triton"))[0]
+def triton_container(renders: dict[str, Render], name: str) -> dict[str, Any]:
+    """The Triton container of an overlay's Deployment, or of KServe's predictor Pod."""
+    if name == KSERVE:
+        return containers(predictor_pod(renders[KSERVE]))[0]
+    return containers(renders[name].one("Deployment", "triton"))[0]
+
+
+def server_args(
+    container: dict[str, Any], values: dict[str, str], replaced: dict[str, str]
+) -> list[str]:
+    """The container's args with $(VAR) filled in and the ``replaced`` flags' values swapped."""
     program, *flags = container["args"]
     assert program == "tritonserver"
     args = []
     for flag in flags:
         name = flag[2:].split("=", 1)[0]
-        if name in ports:
-            flag = f"--{name}={ports[name]}"
+        if name in replaced:
+            flag = f"--{name}={replaced[name]}"
         args.append(re.sub(r"\$\((\w+)\)", lambda m: values[m.group(1)], flag))
     return args
 
@@ -95,23 +109,23 @@ def install() -> TritonInstall:
     return locate_tritonserver()
 
 
-@pytest.fixture(scope="module", params=OVERLAYS)
+@pytest.fixture(scope="module", params=[*OVERLAYS, KSERVE])
 def running_triton(
     request: pytest.FixtureRequest,
     renders: dict[str, Render],
     install: TritonInstall,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RunningTriton]:
-    """The wheel's tritonserver started with one overlay's args (each overlay in turn)."""
+    """The wheel's tritonserver with the args of one overlay (or of KServe's predictor)."""
     work = tmp_path_factory.mktemp(f"triton-{request.param}")
     repository = work / "model_repository"
     repository.mkdir()
     key = secrets.token_hex(16)
     ports = dict(zip(PORT_FLAGS, free_ports(3), strict=True))
     args = server_args(
-        renders[request.param],
+        triton_container(renders, request.param),
         {"MODEL_REPOSITORY": str(repository), "TRITON_ADMIN_KEY": key},
-        ports,
+        {**{flag: str(port) for flag, port in ports.items()}, "model-repository": str(repository)},
     )
     log = work / "triton.log"
     with log.open("w") as sink:
@@ -149,14 +163,16 @@ def running_triton(
 
 def test_every_triton_flag_in_the_manifests_exists_in_tritonserver(
     overlay_renders: list[Render],
+    renders: dict[str, Render],
     install: TritonInstall,
 ) -> None:
     known = tritonserver_flags(install.binary, server_environment(install))
     assert {"model-repository", "http-restricted-api"} <= known, "could not read --help"
-    for render in overlay_renders:
-        container = containers(render.one("Deployment", "triton"))[0]
+    named = [(r.name, containers(r.one("Deployment", "triton"))[0]) for r in overlay_renders]
+    named.append((KSERVE, triton_container(renders, KSERVE)))
+    for name, container in named:
         used = {arg[2:].split("=", 1)[0] for arg in container["args"][1:]}
-        assert used <= known, f"{render.name}: unknown flags {sorted(used - known)}"
+        assert used <= known, f"{name}: unknown flags {sorted(used - known)}"
 
 
 def test_triton_with_the_manifest_args_is_live_and_ready(running_triton: RunningTriton) -> None:

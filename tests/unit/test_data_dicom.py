@@ -1,4 +1,8 @@
-"""DICOM decoding: LUTs and windows, MONOCHROME1, multi-frame, decoders, no patient data in logs."""
+"""DICOM for training: the pipeline's rendering through the folder loader, skips, no patient data.
+
+The rendering rules themselves are the client pipeline's
+(:mod:`medserve_client.preprocessing`); these tests check what training gets.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +18,20 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-from medserve.data import image_kind, load_image, load_image_folder
-from medserve.data.dicom import dicom_to_uint8
+from medserve.data import image_kind, load_image_folder
+from medserve_client.preprocessing import to_model_input, to_rgb
 
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
 MR_SMALL = Path(get_testdata_file("MR_small.dcm"))
+
+
+def dicom_to_uint8(path: Path) -> np.ndarray:
+    """The grey picture the pipeline renders, at the file's own size."""
+    return to_rgb(path)[..., 0]
+
+
+def load_image(path: Path, size: tuple[int, int]) -> np.ndarray:
+    return to_model_input(path, size)
 
 
 def _write_dicom(
@@ -132,13 +145,15 @@ def test_corrupt_dicom_is_skipped_and_logs_never_carry_the_patient_name(
 
 
 def test_compressed_dicom_without_decoder_is_skipped_naming_the_plugin(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pydicom.pixels.decoders.base import get_decoder
     from pydicom.uid import JPEGLSLossless
 
-    if get_decoder(JPEGLSLossless).is_available:
-        pytest.skip("a JPEG-LS decoder is installed here")
+    # pydicom's decoder as on a machine without the [dicom] extra's plugins.
+    decoder = get_decoder(JPEGLSLossless)
+    monkeypatch.setattr(decoder, "_available", {})
+    monkeypatch.setattr(decoder, "_unavailable", {"pylibjpeg": ("pylibjpeg-libjpeg>=2.1",)})
     folder = _two_class_folder(tmp_path)
     shutil.copy(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"), folder / "b" / "jls.dcm")
     with caplog.at_level(logging.WARNING, logger="medserve"):
@@ -146,7 +161,29 @@ def test_compressed_dicom_without_decoder_is_skipped_naming_the_plugin(
     assert data.skipped_files == ("b/jls.dcm",)
     message = next(r.getMessage() for r in caplog.records if "jls.dcm" in r.getMessage())
     assert "JPEG-LS" in message
-    assert "pylibjpeg" in message or "pyjpegls" in message
+    assert "pylibjpeg-libjpeg" in message
+
+
+def test_compressed_dicom_is_read_with_the_dicom_extra(tmp_path: Path) -> None:
+    folder = _two_class_folder(tmp_path)
+    shutil.copy(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"), folder / "b" / "jls.dcm")
+    data = load_image_folder(folder, (16, 16))
+    assert data.skipped_files == ()
+    assert "b/jls.dcm" in data.keys
+
+
+def test_dicom_without_preamble_is_listed_and_read(tmp_path: Path) -> None:
+    from pydicom.dataset import FileMetaDataset
+
+    folder = _two_class_folder(tmp_path)
+    dataset = pydicom.dcmread(CT_SMALL)
+    dataset.preamble = None
+    dataset.file_meta = FileMetaDataset()
+    bare = folder / "a" / "IM0002"
+    dataset.save_as(bare, implicit_vr=True, little_endian=True, enforce_file_format=False)
+    assert image_kind(bare) == "dicom"
+    data = load_image_folder(folder, (16, 16))
+    assert "a/IM0002" in data.keys and data.skipped_files == ()
 
 
 def test_dicom_without_pixel_data_is_skipped(tmp_path: Path) -> None:

@@ -25,8 +25,8 @@ from medserve_client._errors import (
     ServerUnavailableError,
 )
 from medserve_client._models import TLS, ModelInfo, Retry, Timeout
-from medserve_client._preprocess import DEFAULT_MAX_PIXELS
 from medserve_client._shm import ShmPool
+from medserve_client.preprocessing import DEFAULT_MAX_PIXELS
 
 #: The wire: a ``Transport`` for the blocking client, an ``AsyncTransport`` for asyncio.
 TransportT = TypeVar("TransportT")

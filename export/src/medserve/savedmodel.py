@@ -20,11 +20,15 @@ The preprocessing model's ``serving_default`` takes ``image_bytes`` (string,
 reads each image's size from its header and refuses one above
 ``spec.max_pixels`` (baked into the graph: Triton's TensorFlow backend cannot
 hand config parameters to a signature). Decoding is ``tf.io.decode_image`` with
-three channels (grey becomes RGB, alpha is dropped, only the first frame of a
-GIF). Resizing is bilinear *with antialiasing*, then rounded and saturated to
-uint8: this matches Pillow's ``Image.resize(size, Image.BILINEAR)``, which
-always filters over the whole source footprint when downscaling, so the client
-library's local preprocessing and the server's agree to within rounding. An
+three channels (grey becomes RGB, alpha is dropped, 16-bit keeps the high
+byte, only the first frame of a GIF); JPEGs go through ``tf.io.decode_jpeg``
+with the accurate integer IDCT, the one Pillow uses. Resizing is bilinear
+*with antialiasing*, then rounded and saturated to uint8: this matches
+Pillow's ``Image.resize(size, Image.BILINEAR)``, which always filters over
+the whole source footprint when downscaling. The bound between this decoder
+and the pixel pipeline (:mod:`medserve_client.preprocessing`, used by the
+client and by training) is documented there and tested in
+``tests/unit/test_pixel_parity.py``. An
 image that cannot be decoded makes the whole call fail with
 ``InvalidArgumentError``; the Triton config of this model has no dynamic
 batching, so on the server that fails exactly one request.
@@ -93,9 +97,20 @@ def write_preprocess_savedmodel(path: Path, spec: ModelSpec) -> None:
     max_pixels = spec.max_pixels
     input_name = spec.encoded_input_name
 
+    def decode_jpeg(encoded: tf.Tensor) -> tf.Tensor:
+        # TensorFlow's default JPEG IDCT is libjpeg's fast integer one, up to
+        # 11 grey levels away from the accurate one that Pillow (the client and
+        # training pipeline, medserve_client.preprocessing) uses; this matches it.
+        return tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE")
+
+    def decode_other(encoded: tf.Tensor) -> tf.Tensor:
+        return tf.io.decode_image(encoded, channels=3, expand_animations=False)
+
     def decode_one(encoded: tf.Tensor) -> tf.Tensor:
         checked = guard_encoded_image(encoded, max_pixels=max_pixels, input_name=input_name)
-        image = tf.io.decode_image(checked, channels=3, expand_animations=False)
+        image = tf.cond(
+            tf.io.is_jpeg(checked), lambda: decode_jpeg(checked), lambda: decode_other(checked)
+        )
         image = tf.ensure_shape(image, (None, None, 3))
         # Resized straight from uint8 (the op returns float32): a float32 copy
         # of a full-size image would cost 12 bytes per pixel, four times the

@@ -13,8 +13,8 @@ from client_fakes import FakeTransport
 from pydicom.data import get_testdata_file
 
 from medserve_client import Client, DicomSource, InvalidInputError, Window
-from medserve_client._dicom import dicom_to_rgb
 from medserve_client._inputs import prepare_encoded, prepare_tensor
+from medserve_client.preprocessing._dicom import dicom_to_rgb
 
 
 def _local(name: str) -> str:
@@ -89,21 +89,65 @@ def test_monochrome1_is_inverted_relative_to_monochrome2() -> None:
     np.testing.assert_array_equal(flipped.astype(np.int32), 255 - normal.astype(np.int32))
 
 
-def test_multi_frame_files_need_an_explicit_frame() -> None:
+def test_multi_frame_files_default_to_the_middle_frame_and_take_an_explicit_one() -> None:
     path = _local("rtdose.dcm")
-    with pytest.raises(InvalidInputError, match=r"15 frames.*frame=N"):
-        prepare_tensor(path, index=0, target_hw=(8, 8))
+    default = prepare_tensor(path, index=0, target_hw=(8, 8))
+    middle = prepare_tensor(DicomSource(path, frame=7), index=0, target_hw=(8, 8))
     first = prepare_tensor(DicomSource(path, frame=0), index=0, target_hw=(8, 8))
-    last = prepare_tensor(DicomSource(path, frame=14), index=0, target_hw=(8, 8))
-    assert first.shape == (8, 8, 3) and not np.array_equal(first, last)
+    np.testing.assert_array_equal(default, middle)
+    assert first.shape == (8, 8, 3) and not np.array_equal(first, middle)
     with pytest.raises(InvalidInputError, match=r"out of range 0\.\.14"):
         prepare_tensor(DicomSource(path, frame=15), index=0, target_hw=(8, 8))
 
 
-def test_a_compressed_transfer_syntax_without_decoder_names_the_plugin_to_install() -> None:
+def _without_plugins(monkeypatch: pytest.MonkeyPatch, uid: str) -> None:
+    """pydicom's decoder for ``uid`` as on a machine without the [dicom] extra."""
+    from pydicom.pixels.decoders.base import get_decoder
+
+    decoder = get_decoder(uid)
+    monkeypatch.setattr(decoder, "_available", {})
+    monkeypatch.setattr(
+        decoder, "_unavailable", {"pylibjpeg": ("pylibjpeg>=2.0", "pylibjpeg-libjpeg>=2.1")}
+    )
+
+
+def test_compressed_transfer_syntaxes_decode_with_the_dicom_extra() -> None:
+    for name in ("MR_small_jpeg_ls_lossless.dcm", "JPGExtended.dcm", "MR_small_jp2klossless.dcm"):
+        assert prepare_tensor(_local(name), index=0, target_hw=(8, 8)).shape == (8, 8, 3)
+    # Lossless JPEG-LS gives back exactly the uncompressed file's pixels.
+    lossless = prepare_tensor(_local("MR_small_jpeg_ls_lossless.dcm"), index=0, target_hw=(64, 64))
+    np.testing.assert_array_equal(lossless, prepare_tensor(MR, index=0, target_hw=(64, 64)))
+
+
+def test_a_compressed_transfer_syntax_without_decoder_names_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _without_plugins(monkeypatch, "1.2.840.10008.1.2.4.80")
     path = _local("MR_small_jpeg_ls_lossless.dcm")
-    with pytest.raises(InvalidInputError, match=r"1\.2\.840\.10008\.1\.2\.4\.80.*pylibjpeg"):
+    with pytest.raises(
+        InvalidInputError,
+        match=r"1\.2\.840\.10008\.1\.2\.4\.80.*medserve-client\[dicom\].*pylibjpeg-libjpeg",
+    ):
         prepare_tensor(path, index=0, target_hw=(8, 8))
+
+
+def test_a_dataset_without_preamble_is_read_and_other_bytes_are_not_forced(
+    tmp_path: Path,
+) -> None:
+    from pydicom.dataset import FileMetaDataset
+
+    dataset = pydicom.dcmread(CT)
+    dataset.preamble = None
+    dataset.file_meta = FileMetaDataset()
+    bare = tmp_path / "IM0001"
+    dataset.save_as(bare, implicit_vr=True, little_endian=True, enforce_file_format=False)
+    assert bare.read_bytes()[128:132] != b"DICM"
+    np.testing.assert_array_equal(
+        prepare_tensor(bare, index=0, target_hw=(16, 16)),
+        prepare_tensor(CT, index=0, target_hw=(16, 16)),
+    )
+    with pytest.raises(InvalidInputError, match="not an image Pillow can read"):
+        prepare_tensor(b"\x00" * 300, index=0, target_hw=(8, 8))
 
 
 def test_dicom_is_recognised_by_magic_as_path_bytes_and_dataset() -> None:

@@ -12,7 +12,8 @@ from PIL import Image
 
 from medserve_client import InvalidInputError
 from medserve_client._inputs import prepare_encoded, prepare_tensor
-from medserve_client._preprocess import decode_image, resize_rgb, to_rgb_array
+from medserve_client.preprocessing import resize
+from medserve_client.preprocessing._raster import decode_image, pil_to_rgb
 
 TARGET = (16, 16)
 
@@ -75,11 +76,11 @@ def test_every_pillow_mode_becomes_rgb_deterministically(
         image = Image.new("1", (8, 8), 1)
     else:
         image = Image.new(mode, (8, 8), (10, 20, 30, 0) if mode in ("RGBA", "CMYK") else 0)
-    rgb = to_rgb_array(image)
+    rgb = pil_to_rgb(image)
     assert rgb.dtype == np.uint8 and rgb.shape == (8, 8, 3)
     if expected is not None:
         assert tuple(rgb[0, 0]) == expected
-    np.testing.assert_array_equal(rgb, to_rgb_array(image))  # Same every time.
+    np.testing.assert_array_equal(rgb, pil_to_rgb(image))  # Same every time.
 
 
 def test_float_arrays_in_unit_range_are_scaled_and_rounded() -> None:
@@ -113,25 +114,30 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     exif = image.getexif()
     exif[0x0112] = 6
     data = _encode(image, "JPEG", exif=exif.tobytes(), quality=95)
-    upright = decode_image(data, target_hw=None, what="x")
+    upright = decode_image(data, what="x")
     assert upright.size == (10, 20)  # Rotated: now 10 wide, 20 high.
     top = np.asarray(upright.convert("L"))[:5].mean()
     bottom = np.asarray(upright.convert("L"))[-5:].mean()
     assert top > 200 and bottom < 50
 
 
-def test_large_jpegs_are_decoded_in_draft_mode_to_at_least_twice_the_target() -> None:
-    data = _encode(Image.new("RGB", (800, 800), (90, 90, 90)), "JPEG", quality=90)
-    image = decode_image(data, target_hw=(50, 50), what="x")
-    assert 100 <= image.width < 800  # DCT-scaled, but not below 2x the target.
-    full = decode_image(data, target_hw=None, what="x")
-    assert full.size == (800, 800)
+def test_large_jpegs_are_decoded_at_full_scale() -> None:
+    data = _encode(Image.new("RGB", (800, 600), (90, 90, 90)), "JPEG", quality=90)
+    assert decode_image(data, what="x").size == (800, 600)
+
+
+def test_a_pil_image_keeps_its_exif_rotation_applied() -> None:
+    image = Image.new("RGB", (20, 10), (200, 10, 10))
+    exif = image.getexif()
+    exif[0x0112] = 6
+    reopened = Image.open(io.BytesIO(_encode(image, "JPEG", exif=exif.tobytes())))
+    assert pil_to_rgb(reopened).shape == (20, 10, 3)
 
 
 def test_decompression_bombs_are_refused_before_decoding() -> None:
     data = png_bytes(np.zeros((100, 100), dtype=np.uint8))
     with pytest.raises(InvalidInputError, match="decompression bomb"):
-        decode_image(data, target_hw=None, what="bomb.png", max_pixels=5_000)
+        decode_image(data, what="bomb.png", max_pixels=5_000)
     with pytest.raises(InvalidInputError, match="decompression bomb"):
         prepare_encoded(data, index=0, max_pixels=5_000)
 
@@ -153,9 +159,9 @@ def test_non_images_and_missing_files_are_named_in_the_error(tmp_path: Path) -> 
 
 def test_resize_of_a_flat_image_keeps_its_value_and_identity_resize_is_a_no_op() -> None:
     flat = gray(123, size=50)
-    assert np.all(resize_rgb(flat, (7, 9)) == 123)
+    assert np.all(resize(flat, (7, 9)) == 123)
     noisy = np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)
-    assert resize_rgb(noisy, (16, 16)) is noisy
+    assert resize(noisy, (16, 16)) is noisy
 
 
 def test_encoded_png_and_plain_jpeg_files_are_sent_as_they_are(tmp_path: Path) -> None:
@@ -167,14 +173,18 @@ def test_encoded_png_and_plain_jpeg_files_are_sent_as_they_are(tmp_path: Path) -
     assert prepare_encoded(path, index=0) == jpeg
 
 
-def test_encoded_path_reencodes_what_the_server_would_read_differently() -> None:
+def test_encoded_path_sends_16_bit_pngs_as_they_are_and_renders_arrays() -> None:
+    # TensorFlow keeps the high byte of a 16-bit PNG, as the pipeline does.
     sixteen_bit = png_bytes(np.full((8, 8), 77 * 257, dtype=np.uint16))
-    out = prepare_encoded(sixteen_bit, index=0)
-    assert out != sixteen_bit
-    decoded = Image.open(io.BytesIO(out))
-    assert decoded.mode == "RGB" and decoded.getpixel((0, 0)) == (77, 77, 77)
+    assert prepare_encoded(sixteen_bit, index=0) == sixteen_bit
     array_png = prepare_encoded(gray(40, size=8), index=0)
     assert Image.open(io.BytesIO(array_png)).getpixel((3, 3)) == (40, 40, 40)
+
+
+def test_sixteen_bit_greyscale_keeps_the_high_byte() -> None:
+    values = np.array([[0, 255, 256, 511, 32768, 65535]], dtype=np.uint16)
+    rgb = pil_to_rgb(Image.fromarray(values))
+    assert rgb[0, :, 0].tolist() == [0, 0, 1, 1, 128, 255]
 
 
 def test_encoded_path_reencodes_a_jpeg_with_an_exif_rotation_upright() -> None:

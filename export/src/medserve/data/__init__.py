@@ -1,4 +1,4 @@
-"""Datasets for training: image folders (PNG, JPEG, DICOM) and a synthetic set.
+"""Datasets for training: image folders (PNG, JPEG, DICOM), labels, splits, a synthetic set.
 
 Usage::
 
@@ -8,13 +8,14 @@ Usage::
     data = synthetic_dataset(count_per_class=160, image_size=(224, 224), seed=0)
     train, validation = data.split(validation_split=0.2, seed=0)
 
-Importing this package imports numpy only; Pillow and pydicom are imported
-when a file is decoded, TensorFlow never.
+Pixels are prepared by the client's pipeline,
+:mod:`medserve_client.preprocessing` (decode, RGB uint8, resize), so training
+sees what a served request sends; this package only finds, labels and splits
+the files. TensorFlow is never imported here.
 """
 
 from medserve.data.dataset import LabelledImages, split_indices
-from medserve.data.folder import FolderListing, list_image_folder, load_image_folder
-from medserve.data.images import ImageDecodeError, image_kind, load_image
+from medserve.data.folder import FolderListing, image_kind, list_image_folder, load_image_folder
 from medserve.data.synthetic import (
     generate_synthetic,
     synthetic_dataset,
@@ -23,12 +24,10 @@ from medserve.data.synthetic import (
 
 __all__ = [
     "FolderListing",
-    "ImageDecodeError",
     "LabelledImages",
     "generate_synthetic",
     "image_kind",
     "list_image_folder",
-    "load_image",
     "load_image_folder",
     "split_indices",
     "synthetic_dataset",

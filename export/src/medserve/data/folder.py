@@ -14,10 +14,12 @@ Layout::
 
 Class names are the sorted subfolder names; label ``i`` is output ``i`` of the
 model. Files are found recursively inside each class folder; hidden files and
-files that are not PNG, JPEG or DICOM (by suffix or by the DICOM ``DICM``
-preamble) are ignored. Every image is decoded up front, so an unreadable or
-corrupt file is skipped with a warning that names it (and never its patient
-attributes) and is counted, instead of failing in the middle of an epoch.
+files that are not PNG, JPEG or DICOM (by suffix, or DICOM by its first bytes,
+with or without the Part 10 preamble) are ignored. Every image is decoded up
+front by the client's pixel pipeline (:mod:`medserve_client.preprocessing`,
+the code that prepares served requests), so an unreadable or corrupt file is
+skipped with a warning that names it (and never its patient attributes) and
+is counted, instead of failing in the middle of an epoch.
 """
 
 from __future__ import annotations
@@ -30,12 +32,16 @@ from pathlib import Path
 import numpy as np
 
 from medserve.data.dataset import LabelledImages
-from medserve.data.images import ImageDecodeError, image_kind, load_image
 from medserve.errors import UsageError
+from medserve_client.preprocessing import InvalidInputError, is_dicom, to_model_input
 
 log = logging.getLogger(__name__)
 
 _PROGRESS_EVERY = 1000
+DICOM_SUFFIXES = (".dcm", ".dicom")
+PNG_SUFFIXES = (".png",)
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+_DICOM_HEAD = 132  # The 128-byte preamble and the DICM magic.
 
 
 @dataclass(frozen=True)
@@ -133,12 +139,14 @@ def load_image_folder(
     labels: list[int] = []
     keys: list[str] = []
     skipped: list[str] = []
-    for number, (relative, kind, label) in enumerate(listing.files, start=1):
+    for number, (relative, _kind, label) in enumerate(listing.files, start=1):
         path = listing.root / relative
         try:
-            images[len(keys)] = load_image(path, image_size, kind)
-        except ImageDecodeError as exc:
-            log.warning("skipped unreadable image %s: %s", path, exc)
+            # The client's own pipeline: training sees the pixels serving sends.
+            images[len(keys)] = to_model_input(path, image_size, what=str(path))
+        except InvalidInputError as exc:
+            # The message names the file and never a patient attribute.
+            log.warning("skipped unreadable image %s", exc)
             skipped.append(relative)
             continue
         labels.append(label)
@@ -169,6 +177,31 @@ def load_image_folder(
         len(skipped),
     )
     return data
+
+
+def image_kind(path: Path) -> str | None:
+    """Say what ``path`` holds, from its suffix or its first bytes.
+
+    Returns:
+        ``"png"``, ``"jpeg"``, ``"dicom"``, or ``None`` for a file that is none of
+        them (a README, a ``.DS_Store``): such files are not images to train on.
+        DICOM files without a suffix are recognised as the pipeline recognises
+        them (:func:`medserve_client.preprocessing.is_dicom`), with or without
+        the Part 10 preamble.
+    """
+    suffix = path.suffix.lower()
+    if suffix in PNG_SUFFIXES:
+        return "png"
+    if suffix in JPEG_SUFFIXES:
+        return "jpeg"
+    if suffix in DICOM_SUFFIXES:
+        return "dicom"
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(_DICOM_HEAD)
+    except OSError:
+        return None
+    return "dicom" if is_dicom(head) else None
 
 
 def _hidden(name: str) -> bool:

@@ -1,0 +1,205 @@
+"""Hostile input: decompression bombs and garbage to every model the server serves.
+
+Usage::
+
+    row = bombs_and_garbage(server, SHORT)
+
+Each model gets what its input can carry: models that take encoded bytes get
+PNG bombs (a few hundred KB that decode to over a GB), a JPEG header claiming
+a huge frame, truncated and random files; models that take a uint8 tensor get
+wrong shapes, wrong dtypes and oversized batches. Good requests go to the same
+models at the same time (so they share the batcher with the bad ones) and must
+be answered as before. Requests go through the SDK's transport (typed errors)
+rather than ``Client.classify``, which would refuse the bombs before sending.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from chaos.memory import megabytes, watch_memory
+from chaos.settings import Scale, sample_images
+from chaos.table import FaultRow
+from medserve.local_triton import LocalTriton
+from medserve_client import InvalidInputError, MedServeError
+from medserve_client._sync_transports import open_transport
+from medserve_client._transport import Endpoint, InferCall, OutputSpec
+
+MAX_GROWTH_BYTES = 256 * 1024 * 1024
+BOMB_SIDE = 20_000  # 400 MP: 1.2 GB as RGB once decoded, ~1.2 MB as PNG.
+GOOD_PER_MODEL = 4
+_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One request to one model: a good one (answer known) or a bad one (``kind``)."""
+
+    model: str
+    kind: str
+    call: InferCall
+
+    @property
+    def good(self) -> bool:
+        return self.kind == "good"
+
+
+def _png(image: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _jpeg_claiming(width: int, height: int) -> bytes:
+    """A JPEG whose frame header (SOF0) claims ``width`` x ``height``, with no scan data."""
+    sof = b"\xff\xc0\x00\x11\x08" + height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    sof += b"\x03\x01\x11\x00\x02\x11\x00\x03\x11\x00"
+    return b"\xff\xd8" + sof + b"\xff\xd9"
+
+
+def _bytes_probes(
+    model: str, meta: dict[str, Any], scale: Scale, size: tuple[int, int]
+) -> list[Probe]:
+    from image_bombs import png_bomb  # tests/image_bombs.py: the bombs every test shares
+
+    name = meta["inputs"][0]["name"]
+    output = OutputSpec(meta["outputs"][0]["name"])
+
+    def call(data: bytes) -> InferCall:
+        array = np.array([[data]], dtype=np.object_)
+        return InferCall(
+            model=model,
+            version="",
+            input_name=name,
+            datatype="BYTES",
+            array=array,
+            outputs=(output,),
+            timeout_s=_TIMEOUT_S,
+        )
+
+    good = _png(sample_images(size, 1, seed=4)[0])
+    bomb = png_bomb(BOMB_SIDE, BOMB_SIDE)
+    bad = [("png bomb", bomb)] * scale.bombs_per_model + [
+        ("jpeg header 60000x60000", _jpeg_claiming(60_000, 60_000)),
+        ("truncated png", good[: len(good) // 2]),
+        ("random bytes", os.urandom(4096)),
+        ("empty", b""),
+    ]
+    probes = [Probe(model, kind, call(data)) for kind, data in bad]
+    return probes + [Probe(model, "good", call(good)) for _ in range(GOOD_PER_MODEL)]
+
+
+def _tensor_probes(model: str, meta: dict[str, Any], max_batch: int) -> list[Probe]:
+    spec = meta["inputs"][0]
+    height, width, channels = (int(d) for d in spec["shape"][1:])
+    output = OutputSpec(meta["outputs"][0]["name"])
+
+    def call(array: np.ndarray, datatype: str = "UINT8") -> InferCall:
+        return InferCall(
+            model=model,
+            version="",
+            input_name=spec["name"],
+            datatype=datatype,
+            array=array,
+            outputs=(output,),
+            timeout_s=_TIMEOUT_S,
+        )
+
+    good = sample_images((height, width), 1, seed=5)[0][None]
+    bad = [
+        ("wrong shape", call(np.zeros((1, 5, 5, channels), np.uint8))),
+        ("huge tensor", call(np.zeros((1, 4096, 4096, channels), np.uint8))),
+        ("wrong dtype", call(good.astype(np.float32), "FP32")),
+        ("batch over max", call(np.repeat(good, max_batch + 1, axis=0))),
+    ]
+    probes = [Probe(model, kind, c) for kind, c in bad]
+    return probes + [Probe(model, "good", call(good)) for _ in range(GOOD_PER_MODEL)]
+
+
+def _probes(server: LocalTriton, scale: Scale) -> list[Probe]:
+    import tritonclient.grpc as grpcclient
+
+    probes: list[Probe] = []
+    with grpcclient.InferenceServerClient(server.grpc_url) as client:
+        for model in sorted(server.models):
+            meta = client.get_model_metadata(model, as_json=True)
+            config = client.get_model_config(model, as_json=True)["config"]
+            datatype = meta["inputs"][0]["datatype"]
+            if datatype == "BYTES":
+                size = _image_size_for(client, server)
+                probes += _bytes_probes(model, meta, scale, size)
+            elif datatype == "UINT8":
+                probes += _tensor_probes(model, meta, int(config.get("max_batch_size", 0)))
+    return probes
+
+
+def _image_size_for(client: Any, server: LocalTriton) -> tuple[int, int]:
+    """(height, width) of the classifier, the uint8-input model the bytes are decoded for."""
+    for model in sorted(server.models):
+        meta = client.get_model_metadata(model, as_json=True)
+        if meta["inputs"][0]["datatype"] == "UINT8":
+            shape = [int(d) for d in meta["inputs"][0]["shape"]]
+            return shape[1], shape[2]
+    return (224, 224)
+
+
+def bombs_and_garbage(server: LocalTriton, scale: Scale) -> FaultRow:
+    """Bad and good requests at once to every model; bad ones refused clearly, good ones served."""
+    probes = _probes(server, scale)
+    transport = open_transport(Endpoint(url=server.grpc_url))
+    try:
+        # By position: the answer each good request got before the storm.
+        expected = {i: transport.infer(p.call).outputs for i, p in enumerate(probes) if p.good}
+        with watch_memory(server.pid or 0) as memory, ThreadPoolExecutor(len(probes)) as pool:
+            futures = [(p, pool.submit(transport.infer, p.call)) for p in probes]
+            outcomes = [(p, f.exception(timeout=_TIMEOUT_S + 30), f) for p, f in futures]
+        alive = server.is_alive()
+    finally:
+        transport.close()
+    bad = [(p, error) for p, error, _ in outcomes if not p.good]
+    good = [(i, error, f) for i, (p, error, f) in enumerate(outcomes) if p.good]
+    served = sum(
+        error is None
+        and all(np.array_equal(f.result().outputs[k], v) for k, v in expected[i].items())
+        for i, error, f in good
+    )
+    refused_clearly = [
+        p.kind
+        for p, error in bad
+        if isinstance(error, InvalidInputError) and "Traceback" not in str(error)
+    ]
+    classes: dict[str, int] = {}
+    for _, error in bad:
+        name = (
+            type(error).__name__
+            if isinstance(error, MedServeError)
+            else f"untyped {type(error).__name__}"
+        )
+        classes[name] = classes.get(name, 0) + 1
+    models = sorted({p.model for p in probes})
+    return FaultRow(
+        fault=f"bombs and garbage to {', '.join(models)}",
+        load=f"{len(bad)} bad + {len(good)} good requests at once",
+        made=len(probes),
+        lost=len(good) - served,
+        hangs=0,
+        failures=", ".join(f"{name} x{count}" for name, count in sorted(classes.items())),
+        peak_rss_mb=megabytes(memory.peak_bytes),
+        outcome=(
+            f"{len(refused_clearly)}/{len(bad)} refused as invalid input, {served}/{len(good)} "
+            f"good answered; RSS peak +{megabytes(memory.peak_growth_bytes):.0f} MB"
+        ),
+        criteria={
+            "every bad request refused clearly": len(refused_clearly) == len(bad),
+            "every good request answered correctly": served == len(good),
+            "RSS grows < 256 MB": memory.peak_growth_bytes < MAX_GROWTH_BYTES,
+            "server alive": alive,
+        },
+    )
