@@ -19,9 +19,9 @@ import pytest
 import tritonclient.grpc as grpcclient
 from image_bombs import png_bomb
 from PIL import Image
-from proc_memory import group_memory
 from tritonclient.utils import InferenceServerException
 
+from chaos.memory import watch_memory
 from medserve.local_triton import LocalTriton
 from medserve.spec import ModelSpec
 
@@ -71,6 +71,13 @@ def _assert_classifier_still_serves(client: Any, spec: ModelSpec, reference: Any
     images = _images(2, seed=99, spec=spec)
     served = client.infer(spec.name, [_uint8_input(images, spec)]).as_numpy(spec.output_name)
     np.testing.assert_allclose(served, reference.classify(images), rtol=0, atol=ATOL)
+
+
+def _assert_classified(result: Any, images: np.ndarray, spec: ModelSpec, reference: Any) -> None:
+    """The server's answer equals the SavedModel called in-process on ``images``."""
+    np.testing.assert_allclose(
+        result.as_numpy(spec.output_name), reference.classify(images), rtol=0, atol=ATOL
+    )
 
 
 def _send_all(client: Any, model: str, requests: list[list[grpcclient.InferInput]]) -> list[Any]:
@@ -148,12 +155,7 @@ def test_corrupt_image_does_not_fail_concurrent_good_requests(
             assert result is None and "PNG or JPEG" in error.message()
             continue
         assert error is None, error
-        np.testing.assert_allclose(
-            result.as_numpy(served_spec.output_name),
-            savedmodel_reference.classify(images[index : index + 1]),
-            rtol=0,
-            atol=ATOL,
-        )
+        _assert_classified(result, images[index : index + 1], served_spec, savedmodel_reference)
 
 
 def test_corrupt_image_in_a_batched_execution_fails_only_its_request(
@@ -197,11 +199,10 @@ def test_png_bombs_are_refused_naming_the_limit_and_concurrent_requests_are_serv
     files = [bomb if index % 2 else _png(image) for index, image in enumerate(images)]
     requests = [[_bytes_input(served_spec.encoded_input_name, [data])] for data in files]
     assert local_triton.pid is not None
-    before = group_memory(local_triton.pid, reset_peaks=True)
 
-    answers = _send_all(client, served_spec.encoded_name, requests)
+    with watch_memory(local_triton.pid) as memory:
+        answers = _send_all(client, served_spec.encoded_name, requests)
 
-    after = group_memory(local_triton.pid)
     for index, (result, error) in enumerate(answers):
         if index % 2:
             assert result is None
@@ -212,13 +213,8 @@ def test_png_bombs_are_refused_naming_the_limit_and_concurrent_requests_are_serv
             assert "Traceback" not in message
             continue
         assert error is None, error
-        np.testing.assert_allclose(
-            result.as_numpy(served_spec.output_name),
-            savedmodel_reference.classify(images[index : index + 1]),
-            rtol=0,
-            atol=ATOL,
-        )
-    grown = after.peak_bytes - before.rss_bytes
+        _assert_classified(result, images[index : index + 1], served_spec, savedmodel_reference)
+    grown = memory.peak_growth_bytes
     assert grown < BOMB_GROWTH_LIMIT_BYTES, (
         f"4 bombs grew the server's peak memory by {grown / 2**20:.0f} MB"
     )
@@ -238,13 +234,12 @@ def test_a_bomb_in_a_batched_execution_fails_only_its_request(
     files[3] = bomb
     stats = stats_watcher(client, batched_decoder.name)
     assert local_triton.pid is not None
-    before = group_memory(local_triton.pid, reset_peaks=True)
 
-    answers = _send_all(
-        client, batched_decoder.name, [[_bytes_input("image_bytes", [data])] for data in files]
-    )
+    with watch_memory(local_triton.pid) as memory:
+        answers = _send_all(
+            client, batched_decoder.name, [[_bytes_input("image_bytes", [data])] for data in files]
+        )
 
-    after = group_memory(local_triton.pid)
     assert stats.wait(requests=len(files)).executions == 1, "the test needs one execution"
     for index, (result, error) in enumerate(answers):
         if index == 3:
@@ -252,7 +247,7 @@ def test_a_bomb_in_a_batched_execution_fails_only_its_request(
             continue
         assert error is None, error
         np.testing.assert_array_equal(result.as_numpy(served_spec.input_name)[0], images[index])
-    assert after.peak_bytes - before.rss_bytes < BOMB_GROWTH_LIMIT_BYTES
+    assert memory.peak_growth_bytes < BOMB_GROWTH_LIMIT_BYTES
 
 
 def test_server_log_carries_no_payload_of_rejected_requests(

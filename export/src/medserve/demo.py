@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from medserve.errors import MedServeError
+from medserve.errors import MedServeError, VerificationError
 from medserve_client import MedServeError as ClientError
 
 log = logging.getLogger(__name__)
@@ -104,10 +104,18 @@ def export_model_once(trained: Any, repo: Path) -> int:
         except MedServeError:
             card = {}
         if card.get("training_run") == run:
-            report = verify_repository(repo, model_name=MODEL_NAME, version=newest)
-            checks = len(report.checks)
-            print(f"  version {newest} already holds this model; verify: {checks} checks passed")
-            return newest
+            try:
+                report = verify_repository(repo, model_name=MODEL_NAME, version=newest)
+            except VerificationError as exc:
+                # Same weights, but written by an older medserve (e.g. before
+                # the decoder's pixel cap): export them again as a new version.
+                print(f"  version {newest} holds this model but fails verify ({exc}); re-export")
+            else:
+                checks = len(report.checks)
+                print(
+                    f"  version {newest} already holds this model; verify: {checks} checks passed"
+                )
+                return newest
 
     model = load_classifier(trained.model_path)
     labels = resolve_labels(None, None, trained.record, trained.model_path)

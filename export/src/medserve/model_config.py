@@ -126,7 +126,14 @@ def classifier_config(
     """
     options = options or ServingOptions()
     config = _base_config(spec.name, kind, spec.max_batch_size)
-    config.input.add(name=spec.input_name, data_type=mc.TYPE_UINT8, dims=list(spec.input_shape))
+    # The layout, declared: Triton's stock image clients (NVIDIA's image_client.py)
+    # read it from the config to know the input is HWC, and refuse a model without.
+    config.input.add(
+        name=spec.input_name,
+        data_type=mc.TYPE_UINT8,
+        format=mc.ModelInput.FORMAT_NHWC,
+        dims=list(spec.input_shape),
+    )
     config.output.add(
         name=spec.output_name,
         data_type=mc.TYPE_FP32,

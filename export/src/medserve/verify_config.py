@@ -40,6 +40,12 @@ def check_classifier_config(
     config = parse_config(path)
     _check_common(config, path, kind, spec.name, spec.max_batch_size)
     _match_signature(config, path, signature)
+    image = _single(config.input, path, "input")
+    if image.format != mc.ModelInput.FORMAT_NHWC or len(image.dims) != 3:
+        raise VerificationError(
+            f"{path}: input {image.name!r} must declare format FORMAT_NHWC with 3 dims "
+            "(height, width, channels): stock Triton image clients read the layout from it"
+        )
     output = _single(config.output, path, "output")
     label_count = _label_count(path.parent if kind == "gpu" else path.parent.parent, output, path)
     if label_count != output.dims[-1]:
