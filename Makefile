@@ -45,8 +45,10 @@ $(CHECKOV_STAMP): k8s/requirements-checkov.txt
 k8s-check: $(STAMP) $(CHECKOV_STAMP) ## Render every k8s overlay/component combination; schema, checkov and policy checks
 	$(BIN)/pytest -m k8s tests/k8s
 
-test: $(STAMP) $(CHECKOV_STAMP) ## Run the whole test suite: lint, unit, integration (real Triton), k8s checks
+test: $(STAMP) $(CHECKOV_STAMP) ## Run the whole test suite: lint, format, mypy, unit, integration (real Triton), k8s checks
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/pytest tests
 
 test-unit: $(STAMP) ## Run the unit tests only (no server)
@@ -63,7 +65,10 @@ lint: $(STAMP) ## ruff and mypy
 typecheck: $(STAMP) ## mypy only
 	$(BIN)/mypy
 
-# Export and verify: the model of `make train` becomes a new version in $(REPO).
+# Train, export and verify: the model of `make train` becomes a new version in $(REPO).
+train: $(STAMP) ## Train the reference CNN on synthetic scans into $(WORK)/model (reused when nothing changed)
+	$(BIN)/medserve train --synthetic --output $(WORK)/model
+
 export: $(STAMP) ## Export $(WORK)/model/model.keras into $(REPO) as the next version, then verify
 	$(BIN)/medserve export $(WORK)/model/model.keras --repo $(REPO) --name $(MODEL)
 
@@ -108,13 +113,13 @@ loadtest: $(STAMP) ## Headless locust on $(REPO) (or HOST=grpc://...): summary.j
 
 bench: $(STAMP) ## Benchmark (~15 min, quiet machine): limit, medserve, batching off, naive peer, payloads
 	$(loadtest_model)
-	$(BIN)/medserve train --synthetic --output $(WORK)/model
+	$(MAKE) train
 	$(BIN)/python -m medserve_bench.bench --repo $(REPO) --model $(MODEL) \
 		--keras-model $(WORK)/model/model.keras --work $(WORK)/bench $(BENCH_ARGS)
 
 bench-quick: $(STAMP) ## Short benchmark (1 round, 3 s cells): same table in loadtest/results/bench-quick/
 	$(loadtest_model)
-	$(BIN)/medserve train --synthetic --output $(WORK)/model
+	$(MAKE) train
 	$(BIN)/python -m medserve_bench.bench --quick --repo $(REPO) --model $(MODEL) \
 		--keras-model $(WORK)/model/model.keras --work $(WORK)/bench $(BENCH_ARGS)
 

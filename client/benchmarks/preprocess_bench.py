@@ -82,10 +82,11 @@ def bench_preprocessing(size: int, seconds: float) -> dict[str, Any]:
     }
     results: dict[str, Any] = {}
     for name, payload in inputs.items():
-        samples = _time_per_call(
-            lambda payload=payload: prepare_tensor(payload, index=0, target_hw=(size, size)),
-            min_seconds=seconds,
-        )
+
+        def prepare(payload: bytes = payload) -> object:
+            return prepare_tensor(payload, index=0, target_hw=(size, size))
+
+        samples = _time_per_call(prepare, min_seconds=seconds)
         results[name] = {"encoded_bytes": len(payload), **_summary(samples)}
     return results
 

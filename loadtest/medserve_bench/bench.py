@@ -41,11 +41,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medserve_bench import repo, stats
+from medserve_bench import repo
 from medserve_bench.driver import run_closed_loop
 from medserve_bench.naive_peer import PeerServer, free_port
 from medserve_bench.report import Measurement, aggregate, compute_ratios, write_outputs
 from medserve_bench.targets import ClientTarget, PayloadTarget, PeerTarget
+from medserve_client import contract
 from medserve_locust.pool import ImagePool
 from medserve_locust.validate import ResponseValidator
 
@@ -197,11 +198,11 @@ class Bench:
         """Run one cell and record it."""
         target, stats_model = self._target(cell)
         try:
-            snapshots: dict[str, dict[str, stats.ModelCounters]] = {}
+            snapshots: dict[str, dict[str, contract.ModelCounters]] = {}
 
             def on_window(edge: str) -> None:
                 # Triton's counters over the same window as the client's samples.
-                snapshots[edge] = stats.snapshot(self.stats)
+                snapshots[edge] = contract.snapshot(self.stats)
 
             result = run_closed_loop(
                 target.make_call,
@@ -212,7 +213,7 @@ class Bench:
             )
             server = None
             if stats_model:
-                windows = stats.diff(snapshots["start"], snapshots["end"])
+                windows = contract.diff(snapshots["start"], snapshots["end"])
                 if stats_model in windows:
                     server = windows[stats_model].to_dict()
                 entry = getattr(target, "model", stats_model)

@@ -36,6 +36,8 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+from medserve_client import contract
+
 log = logging.getLogger(__name__)
 
 SAVEDMODEL_DIRNAME = "model.savedmodel"
@@ -194,7 +196,7 @@ def write_bench_repo(
             write_float32_savedmodel(
                 keras_model, version / SAVEDMODEL_DIRNAME, input_name, output_name
             )
-    encoded = model + "_encoded"
+    encoded = contract.encoded_model(model)
     log.info("bench repository %s: %s", dest, sorted(p.name for p in dest.iterdir()))
     return BenchModels(
         batching=model,

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import medserve_locust
-from medserve_bench import stats
 from medserve_bench.latency import latency_summary, throughput
+from medserve_client import contract
 from medserve_locust import options
 from medserve_locust.samples import read_samples
 
@@ -131,9 +131,9 @@ def locust_command(args: argparse.Namespace, host: str, out: Path, labels: str) 
     return command + list(args.locust_args)
 
 
-def _snapshot(client: Any) -> dict[str, stats.ModelCounters] | str:
+def _snapshot(client: Any, *, settled: bool = False) -> dict[str, contract.ModelCounters] | str:
     try:
-        return stats.snapshot(client)
+        return contract.settled_snapshot(client) if settled else contract.snapshot(client)
     except Exception as exc:  # A restricted statistics API must not fail the load test.
         return f"statistics unavailable: {type(exc).__name__}: {str(exc)[:200]}"
 
@@ -203,11 +203,12 @@ def run(args: argparse.Namespace) -> int:
         command = locust_command(args, host, out, labels)
         log.info("running: %s", " ".join(command))
         exit_code = subprocess.run(command, cwd=SCENARIOS_DIR, check=False).returncode
-        after = _snapshot(client)
+        # Triton counts the last requests after answering them: wait until it has.
+        after = _snapshot(client, settled=True)
     if isinstance(before, str) or isinstance(after, str):
         server: dict[str, Any] | str = before if isinstance(before, str) else str(after)
     else:
-        server = {k: v.to_dict() for k, v in stats.diff(before, after).items()}
+        server = {k: v.to_dict() for k, v in contract.diff(before, after).items()}
     summary = summarize(args, host, out, exit_code, server)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     rate, latency = summary["throughput"], summary["latency_ms"]

@@ -7,11 +7,11 @@ Layout::
     options.py   the command-line options, declared once (locust and the runner)
     users.py     what every scenario's users share: hooks, target, pool, validator
     pool.py      the images sent, loaded once per process
-    target.py    tensor names, image size and class count from the server's metadata
     validate.py  every answer judged
     samples.py   every request's latency, for exact percentiles
     thresholds.py  pass/fail limits turned into locust's exit code
 
 Needs ``locust``, ``tritonclient``, ``numpy``, ``pillow`` and ``medserve_client``
-(for the served contract), never TensorFlow or ``medserve``.
+(the served contract: tensor names, suffixes and metadata parsing come from
+``medserve_client.contract``), never TensorFlow or ``medserve``.
 """

@@ -6,9 +6,10 @@ Usage::
     tensor = pool.pixels(start=7, batch_size=4)      # uint8 [4, 224, 224, 3]
     blobs = pool.encoded(start=7, batch_size=4)      # object [4, 1] of JPEG/PNG bytes
 
-A folder given by the user is decoded, converted to RGB and resized once
-(bilinear, as the client library does); its files' original bytes are what the
-encoded mode sends, so the server decodes what a real caller would upload.
+A folder given by the user is decoded, converted to RGB and resized once by
+the client's pixel pipeline (``medserve_client.preprocessing``); its files'
+original bytes are what the encoded mode sends, so the server decodes what a
+real caller would upload.
 Without a folder the pool is generated: ``medserve.data.generate_synthetic``
 where the medserve package is installed, else a small self-contained
 generator (a load-test pod has locust and tritonclient, not medserve).
@@ -102,7 +103,7 @@ class ImagePool:
     @classmethod
     def from_folder(cls, folder: Path, image_size: tuple[int, int]) -> ImagePool:
         """Load every PNG/JPEG under ``folder`` (recursively), sorted by path."""
-        from PIL import Image
+        from medserve_client.preprocessing import to_model_input
 
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
@@ -112,9 +113,7 @@ class ImagePool:
         encoded = []
         for index, path in enumerate(files):
             data = path.read_bytes()
-            with Image.open(io.BytesIO(data)) as picture:
-                rgb = picture.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
-                pixels[index] = np.asarray(rgb, dtype=np.uint8)
+            pixels[index] = to_model_input(data, image_size, what=str(path))
             encoded.append(data)
         return cls(pixels, tuple(encoded), str(folder))
 

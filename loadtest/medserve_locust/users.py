@@ -26,14 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from medserve_client import contract
 from medserve_locust import options, samples, thresholds
 from medserve_locust.options import LoadOptions
 from medserve_locust.pool import ImagePool
-from medserve_locust.target import InferTarget
 from medserve_locust.validate import ResponseValidator
 
-ENCODED_SUFFIX = "_encoded"
-_TARGETS: dict[tuple[str, str, str], InferTarget] = {}
+_TARGETS: dict[tuple[str, str, str], contract.ImageTarget] = {}
 _START = itertools.count(0, 7)
 
 
@@ -46,7 +45,7 @@ def install(events: Any) -> None:
 
 def resolve_target(
     load: LoadOptions, server: str, metadata: Callable[[str], Mapping[str, Any]]
-) -> InferTarget:
+) -> contract.ImageTarget:
     """What to call, read once per process from the server's model metadata.
 
     Args:
@@ -56,8 +55,9 @@ def resolve_target(
     """
     key = (server, load.model, load.input_mode)
     if key not in _TARGETS:
-        entry = metadata(load.model + ENCODED_SUFFIX) if load.input_mode == "encoded" else None
-        _TARGETS[key] = InferTarget.from_metadata(metadata(load.model), entry=entry)
+        encoded = load.input_mode == "encoded"
+        entry = metadata(contract.encoded_model(load.model)) if encoded else None
+        _TARGETS[key] = contract.image_target_from(metadata(load.model), entry=entry)
     return _TARGETS[key]
 
 
@@ -66,7 +66,7 @@ class Workload:
     """One user's view of the load: options, target, validator, pool and cursor."""
 
     options: LoadOptions
-    target: InferTarget
+    target: contract.ImageTarget
     validator: ResponseValidator
     pool: ImagePool
     cursor: int = field(default_factory=lambda: next(_START))

@@ -17,7 +17,6 @@ Fixtures:
         ``medcnn_preprocess_batched`` (the decoder with dynamic batching, to
         exercise the backend's batched call and its per-request fallback),
         described by ``batched_decoder``.
-    stats_watcher: diffs Triton's statistics of a model over a block of requests.
     start_server: a factory for short-lived servers of the fault tests, each
         stopped at teardown.
 
@@ -32,7 +31,6 @@ import contextlib
 import os
 import shutil
 import signal
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,64 +98,6 @@ class BatchedDecoder:
 def batched_decoder() -> BatchedDecoder:
     """Name and batching of ``medcnn_preprocess_batched`` (input ``image_bytes``)."""
     return BatchedDecoder()
-
-
-@dataclass(frozen=True)
-class StatsDelta:
-    """What Triton's statistics API counted for one model between two readings."""
-
-    inferences: int
-    executions: int
-    successes: int
-    failures: int
-
-
-class StatsWatcher:
-    """Diff Triton's statistics of one model over a block of requests.
-
-    Triton updates the statistics after it has sent the responses, so a
-    reading taken right after the last answer can miss the last execution:
-    :meth:`wait` polls until every request of the block is counted.
-    """
-
-    def __init__(self, client: Any, model: str) -> None:
-        """Take the first reading of ``model`` through a tritonclient ``client``."""
-        self._client = client
-        self._model = model
-        self._before = self._read()
-
-    def _read(self) -> StatsDelta:
-        stats = self._client.get_inference_statistics(self._model, as_json=True)
-        entry = stats["model_stats"][0]
-        per_request = entry.get("inference_stats", {})
-        return StatsDelta(
-            inferences=int(entry.get("inference_count", 0)),
-            executions=int(entry.get("execution_count", 0)),
-            successes=int(per_request.get("success", {}).get("count", 0)),
-            failures=int(per_request.get("fail", {}).get("count", 0)),
-        )
-
-    def wait(self, requests: int, timeout_s: float = 30.0) -> StatsDelta:
-        """The difference since construction, once ``requests`` requests are counted."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            now = self._read()
-            delta = StatsDelta(
-                inferences=now.inferences - self._before.inferences,
-                executions=now.executions - self._before.executions,
-                successes=now.successes - self._before.successes,
-                failures=now.failures - self._before.failures,
-            )
-            counted = delta.successes + delta.failures >= requests and delta.executions > 0
-            if counted or time.monotonic() >= deadline:
-                return delta
-            time.sleep(0.1)
-
-
-@pytest.fixture(scope="session")
-def stats_watcher() -> type[StatsWatcher]:
-    """``stats_watcher(client, model)`` ... ``.wait(requests)``: statistics over a block."""
-    return StatsWatcher
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from tritonclient.utils import InferenceServerException
 from chaos.memory import watch_memory
 from medserve.local_triton import LocalTriton
 from medserve.spec import ModelSpec
+from medserve_client import contract
 
 pytestmark = pytest.mark.integration
 
@@ -159,18 +160,18 @@ def test_corrupt_image_does_not_fail_concurrent_good_requests(
 
 
 def test_corrupt_image_in_a_batched_execution_fails_only_its_request(
-    client: Any, served_spec: ModelSpec, batched_decoder: Any, stats_watcher: Any
+    client: Any, served_spec: ModelSpec, batched_decoder: Any
 ) -> None:
     images = _images(batched_decoder.max_batch_size, seed=8, spec=served_spec)
     files = [_png(image) for image in images]
     files[5] = _corrupt_png(images[5])
-    stats = stats_watcher(client, batched_decoder.name)
+    stats = contract.StatsWindow.open(client, batched_decoder.name)
 
     answers = _send_all(
         client, batched_decoder.name, [[_bytes_input("image_bytes", [data])] for data in files]
     )
 
-    executions = stats.wait(requests=len(files)).executions
+    executions = stats.close(requests=len(files)).executions
     assert executions == 1, "the test needs all requests in one execution"
     for index, (result, error) in enumerate(answers):
         if index == 5:

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from medserve_client import Client
+from medserve_client import Client, contract
 from medserve_client._inputs import prepare_tensor
 
 pytestmark = pytest.mark.integration
@@ -148,11 +148,10 @@ def _counts(server: Any) -> tuple[int, int]:
 
     client = grpcclient.InferenceServerClient(server.grpc_url)
     try:
-        stats = client.get_inference_statistics(model_name="medcnn", as_json=True)
+        counters = contract.settled_snapshot(client, "medcnn")["medcnn"]
     finally:
         client.close()
-    model = stats["model_stats"][0]
-    return int(model.get("inference_count", 0)), int(model.get("execution_count", 0))
+    return counters.inference_count, counters.execution_count
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])

@@ -26,6 +26,7 @@ from PIL import Image
 from medserve.local_triton import LocalTriton
 from medserve.spec import LABELS_FILENAME, ModelSpec
 from medserve.triton_backend.model import available_cpus
+from medserve_client import contract
 
 pytestmark = pytest.mark.integration
 
@@ -84,10 +85,10 @@ def test_encoded_png_probabilities_equal_savedmodel_outputs_for_a_batch(
 
 
 def test_concurrent_requests_run_in_fewer_executions_than_inferences(
-    client: Any, served_spec: ModelSpec, savedmodel_reference: Any, stats_watcher: Any
+    client: Any, served_spec: ModelSpec, savedmodel_reference: Any
 ) -> None:
     images = _images(32, seed=3, spec=served_spec)
-    stats = stats_watcher(client, served_spec.name)
+    stats = contract.StatsWindow.open(client, served_spec.name)
     done: queue.Queue[tuple[int, Any, Any]] = queue.Queue()
 
     # 32 single-image requests all in flight at once (async: no client threads).
@@ -107,7 +108,7 @@ def test_concurrent_requests_run_in_fewer_executions_than_inferences(
             rtol=0,
             atol=ATOL,
         )
-    counted = stats.wait(requests=len(images))
+    counted = stats.close(requests=len(images))
     inferences, executions = counted.inferences, counted.executions
     assert inferences == len(images)
     assert executions < inferences, f"{inferences} inferences took {executions} executions"

@@ -98,15 +98,9 @@ def test_a_stock_image_client_accepts_medcnn_and_reads_labelled_classes(
 
         assert view.layout == "FORMAT_NHWC" and view.datatype == "UINT8"
         assert (view.height, view.width, view.channels) == served_spec.input_shape
-        batch = np.stack(
-            [
-                np.asarray(
-                    picture.convert("RGB").resize((view.width, view.height), Image.BILINEAR),
-                    dtype=np.uint8,
-                )
-                for picture in _pictures(3)
-            ]
-        )
+        size = (view.width, view.height)
+        resized = [p.convert("RGB").resize(size, Image.Resampling.BILINEAR) for p in _pictures(3)]
+        batch = np.stack([np.asarray(picture, dtype=np.uint8) for picture in resized])
         tensor = module.InferInput(view.input_name, list(batch.shape), view.datatype)
         tensor.set_data_from_numpy(batch)
         classes = client.infer(

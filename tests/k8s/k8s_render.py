@@ -35,9 +35,13 @@ OVERLAYS = ("gpu", "cpu", "gpu-onnx", "cpu-onnx")
 GPU_OVERLAYS = ("gpu", "gpu-onnx")
 ONNX_OVERLAYS = ("gpu-onnx", "cpu-onnx")
 # 25.02 is the last image with the TensorFlow backend (SavedModel configs);
-# the ONNX overlays run the current release. Both pinned, never `latest`.
+# the ONNX overlays run the current release, plus Pillow for the decoder model
+# (k8s/images/triton-onnx.Dockerfile). All pinned, never `latest`.
 TF_IMAGE = "nvcr.io/nvidia/tritonserver:25.02-py3"
-ONNX_IMAGE = "nvcr.io/nvidia/tritonserver:26.09-py3"
+ONNX_IMAGE = "medserve-triton-onnx:26.09-py3"
+ONNX_BASE_IMAGE = "nvcr.io/nvidia/tritonserver:26.09-py3"
+# The NVIDIA release inside each image the manifests run.
+TRITON_RELEASES = {TF_IMAGE: TF_IMAGE, ONNX_IMAGE: ONNX_BASE_IMAGE}
 TRITON_IMAGES = {o: ONNX_IMAGE if o in ONNX_OVERLAYS else TF_IMAGE for o in OVERLAYS}
 # The config each overlay serves (None: the model's config.pbtxt).
 CONFIG_NAMES = {"gpu": None, "cpu": "cpu", "gpu-onnx": "onnx-gpu", "cpu-onnx": "onnx-cpu"}

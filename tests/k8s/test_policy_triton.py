@@ -15,6 +15,7 @@ from k8s_render import (
     ONNX_OVERLAYS,
     OVERLAYS,
     TRITON_IMAGES,
+    TRITON_RELEASES,
     TRT_CACHE_DIR,
     Render,
     containers,
@@ -68,13 +69,13 @@ def test_triton_runs_the_pinned_image_of_its_backend(overlay_renders: list[Rende
 def test_every_triton_flag_exists_in_the_image_the_overlay_runs(
     overlay_renders: list[Render],
 ) -> None:
-    images = json.loads(TRITON_FLAGS_FILE.read_text(encoding="utf-8"))["images"]
-    assert set(images) == set(TRITON_IMAGES.values()), "one flag list per image the overlays run"
+    releases = json.loads(TRITON_FLAGS_FILE.read_text(encoding="utf-8"))["images"]
+    assert set(releases) == set(TRITON_RELEASES.values()), "one flag list per Triton release"
     for render in overlay_renders:
-        image = triton(render)["image"]
-        known = set(images[image]["flags"])
+        release = TRITON_RELEASES[triton(render)["image"]]
+        known = set(releases[release]["flags"])
         used = set(triton_args(render))
-        assert used <= known, f"{render.name}: {image} has no {sorted(used - known)}"
+        assert used <= known, f"{render.name}: {release} has no {sorted(used - known)}"
 
 
 def test_triton_args_fix_models_and_report_ready_only_when_all_are_loaded(

@@ -21,8 +21,14 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, ge
 from medserve.data import image_kind, load_image_folder
 from medserve_client.preprocessing import to_model_input, to_rgb
 
-CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
-MR_SMALL = Path(get_testdata_file("MR_small.dcm"))
+
+def _testdata(name: str) -> Path:
+    """The path of one of pydicom's test files."""
+    return Path(str(get_testdata_file(name)))
+
+
+CT_SMALL = _testdata("CT_small.dcm")
+MR_SMALL = _testdata("MR_small.dcm")
 
 
 def dicom_to_uint8(path: Path) -> np.ndarray:
@@ -155,7 +161,7 @@ def test_compressed_dicom_without_decoder_is_skipped_naming_the_plugin(
     monkeypatch.setattr(decoder, "_available", {})
     monkeypatch.setattr(decoder, "_unavailable", {"pylibjpeg": ("pylibjpeg-libjpeg>=2.1",)})
     folder = _two_class_folder(tmp_path)
-    shutil.copy(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"), folder / "b" / "jls.dcm")
+    shutil.copy(_testdata("MR_small_jpeg_ls_lossless.dcm"), folder / "b" / "jls.dcm")
     with caplog.at_level(logging.WARNING, logger="medserve"):
         data = load_image_folder(folder, (16, 16))
     assert data.skipped_files == ("b/jls.dcm",)
@@ -166,7 +172,7 @@ def test_compressed_dicom_without_decoder_is_skipped_naming_the_plugin(
 
 def test_compressed_dicom_is_read_with_the_dicom_extra(tmp_path: Path) -> None:
     folder = _two_class_folder(tmp_path)
-    shutil.copy(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"), folder / "b" / "jls.dcm")
+    shutil.copy(_testdata("MR_small_jpeg_ls_lossless.dcm"), folder / "b" / "jls.dcm")
     data = load_image_folder(folder, (16, 16))
     assert data.skipped_files == ()
     assert "b/jls.dcm" in data.keys
@@ -188,6 +194,6 @@ def test_dicom_without_preamble_is_listed_and_read(tmp_path: Path) -> None:
 
 def test_dicom_without_pixel_data_is_skipped(tmp_path: Path) -> None:
     folder = _two_class_folder(tmp_path)
-    shutil.copy(get_testdata_file("rtplan.dcm"), folder / "a" / "plan.dcm")
+    shutil.copy(_testdata("rtplan.dcm"), folder / "a" / "plan.dcm")
     data = load_image_folder(folder, (16, 16))
     assert data.skipped_files == ("a/plan.dcm",)

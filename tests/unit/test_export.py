@@ -61,9 +61,22 @@ def test_model_py_is_the_packaged_python_backend_template(exported_repo: Exporte
         assert (exported_repo.repo / model / "1" / "model.py").read_bytes() == template
 
 
-def test_configs_on_disk_parse_as_model_config(exported_repo: ExportedRepo) -> None:
-    for path in exported_repo.repo.rglob("*.pbtxt"):
-        text_format.Parse(path.read_text(), mc.ModelConfig())
+def test_configs_on_disk_parse_as_model_config_named_after_their_model(
+    exported_repo: ExportedRepo,
+) -> None:
+    paths = sorted(exported_repo.repo.rglob("*.pbtxt"))
+    documented = {
+        "medcnn/config.pbtxt",
+        "medcnn/configs/cpu.pbtxt",
+        "medcnn/configs/local.pbtxt",
+        "medcnn_preprocess/config.pbtxt",
+        "medcnn_encoded/config.pbtxt",
+    }
+    assert documented <= {p.relative_to(exported_repo.repo).as_posix() for p in paths}
+    for path in paths:
+        config = text_format.Parse(path.read_text(), mc.ModelConfig())
+        model_dir = path.parent.parent if path.parent.name == "configs" else path.parent
+        assert config.name == model_dir.name, path
 
 
 def test_savedmodel_takes_uint8_image_and_returns_named_probabilities(
@@ -119,7 +132,7 @@ def test_preprocess_resize_matches_pillow_bilinear_within_rounding(
     y, x = np.mgrid[0:96, 0:128]
     smooth = np.stack([x * 2, y * 2, (x + y)], axis=-1).clip(0, 255).astype(np.uint8)
     served = run_eager(path, {"image_bytes": np.array([[_encode(smooth, "PNG")]], dtype=object)})
-    pillow = np.asarray(Image.fromarray(smooth).resize((32, 32), Image.BILINEAR))
+    pillow = np.asarray(Image.fromarray(smooth).resize((32, 32), Image.Resampling.BILINEAR))
     diff = np.abs(served["image"][0].astype(int) - pillow.astype(int))
     assert diff.max() <= 2
 

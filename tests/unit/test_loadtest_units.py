@@ -1,4 +1,4 @@
-"""The load test's pure pieces, no server: validation, statistics, percentiles, ramp, report."""
+"""The load test's pure pieces, no server: validation, percentiles, ramp, options, report."""
 
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ import pytest
 
 from medserve_bench import repo as bench_repo
 from medserve_bench import report as bench_report
-from medserve_bench import stats as medload_stats
 from medserve_bench.latency import latency_summary, throughput
+from medserve_client.preprocessing import to_model_input
 from medserve_locust.options import LoadOptions
 from medserve_locust.pool import ImagePool
 from medserve_locust.samples import SampleRecorder, read_samples
-from medserve_locust.target import InferTarget, TargetError
 from medserve_locust.thresholds import Thresholds
 from medserve_locust.validate import ResponseValidator, WrongAnswerError
 
@@ -53,67 +52,6 @@ def test_validator_for_labels_prefers_given_labels_over_the_served_class_count()
     assert ResponseValidator.for_labels((), served_classes=2).check(
         np.array([[0.3, 0.7]], dtype=np.float32), 1
     ) == ["class 1"]
-
-
-def test_target_reads_names_and_sizes_from_metadata_with_string_dims() -> None:
-    classifier = {
-        "name": "medcnn",
-        "inputs": [{"name": "image", "datatype": "UINT8", "shape": ["-1", "224", "224", "3"]}],
-        "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": ["-1", "2"]}],
-    }
-    ensemble = {
-        "name": "medcnn_encoded",
-        "inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [-1, 1]}],
-        "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}],
-    }
-    target = InferTarget.from_metadata(classifier, entry=ensemble)
-    assert (target.model, target.input_name, target.encoded) == (
-        "medcnn_encoded",
-        "image_bytes",
-        True,
-    )
-    assert (target.image_size, target.num_classes) == ((224, 224), 2)
-    with pytest.raises(TargetError, match="expected"):
-        InferTarget.from_metadata({**classifier, "outputs": [{"name": "x", "shape": [-1]}]})
-
-
-def _stats(inferences: int, executions: int, requests: int, queue_ns: int, infer_ns: int) -> dict:
-    stage = {"count": str(requests)}
-    return {
-        "model_stats": [
-            {
-                "name": "medcnn",
-                "version": "1",
-                "inference_count": str(inferences),
-                "execution_count": str(executions),
-                "inference_stats": {
-                    "success": {**stage, "ns": str(queue_ns + infer_ns)},
-                    "queue": {**stage, "ns": str(queue_ns)},
-                    "compute_input": {**stage, "ns": "0"},
-                    "compute_infer": {**stage, "ns": str(infer_ns)},
-                    "compute_output": {**stage, "ns": "0"},
-                },
-            }
-        ]
-    }
-
-
-def test_stats_window_is_the_difference_of_two_snapshots() -> None:
-    before = medload_stats.parse_statistics(_stats(64, 1, 64, 10**9, 10**9))  # warm-up
-    after = medload_stats.parse_statistics(_stats(64 + 40, 1 + 10, 64 + 40, 10**9 + 80 * 10**6,
-                                                  10**9 + 400 * 10**6))  # fmt: skip
-    window = medload_stats.diff(before, after)["medcnn"]
-    assert (window.requests, window.inferences, window.executions) == (40, 40, 10)
-    assert window.inferences_per_execution == 4.0
-    assert window.mean_queue_ms == pytest.approx(2.0)
-    assert window.mean_compute_ms == pytest.approx(10.0)
-
-
-def test_stats_diff_leaves_out_idle_models_and_refuses_counters_going_backwards() -> None:
-    same = medload_stats.parse_statistics(_stats(5, 5, 5, 0, 0))
-    assert medload_stats.diff(same, same) == {}
-    with pytest.raises(ValueError, match="reloaded"):
-        medload_stats.diff(medload_stats.parse_statistics(_stats(9, 9, 9, 0, 0)), same)
 
 
 def test_latency_summary_is_exact_over_raw_samples_and_none_without_samples() -> None:
@@ -197,6 +135,9 @@ def test_folder_pool_resizes_to_the_model_and_sends_the_original_files_when_enco
     assert len(pool) == 2 and pool.pixels_all.shape == (2, 16, 16, 3)
     assert pool.encoded_all[1] == (tmp_path / "lesion" / "a.png").read_bytes()  # sorted by path
     assert int(pool.pixels_all[1].mean()) == 200  # grey became RGB
+    # The pixels the client's pipeline (and training) would make of the file.
+    jpeg = to_model_input(tmp_path / "b.jpg", (16, 16))
+    np.testing.assert_array_equal(pool.pixels_all[0], jpeg)
     with pytest.raises(ValueError, match="no PNG or JPEG"):
         ImagePool.from_folder(tmp_path / "lesion" / "missing", (16, 16))
 

@@ -105,7 +105,7 @@ def test_tensorrt_fp16_appears_only_when_asked_and_only_on_gpu() -> None:
         "max_workspace_size_bytes": str(1 << 28),
     }
     for kind in ("cpu", "local"):
-        assert not classifier_config(SPEC, kind, options).HasField("optimization")  # type: ignore[arg-type]
+        assert not classifier_config(SPEC, kind, options).HasField("optimization")
 
 
 def test_preprocess_config_takes_bytes_returns_the_served_image_and_does_not_batch() -> None:

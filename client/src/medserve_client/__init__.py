@@ -10,11 +10,13 @@ Usage::
 
 Everything the model takes (input name, shape, dtype, labels, batch limit,
 version) is read from the server's metadata and config, never hard-coded.
-Importing this package is cheap: no TensorFlow, no connection, no pydicom
-until a DICOM input shows up.
+The served contract (tensor names, model-name suffixes, metadata parsing,
+statistics windows) is :mod:`medserve_client.contract`. Importing this
+package is cheap: no TensorFlow, no connection, no pydicom until a DICOM
+input shows up.
 """
 
-from medserve_client import exceptions
+from medserve_client import contract, exceptions
 from medserve_client._async_client import AsyncClient
 from medserve_client._client import Client
 from medserve_client._errors import (
@@ -62,5 +64,6 @@ __all__ = [
     "Timeout",
     "Window",
     "__version__",
+    "contract",
     "exceptions",
 ]

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from medserve_client import _core
+from medserve_client import _core, contract
 from medserve_client._async_transports import AsyncTransport, open_async_transport
 from medserve_client._base import BaseClient
 from medserve_client._errors import (
@@ -143,27 +143,27 @@ class AsyncClient(BaseClient[AsyncTransport]):
         async def fetch(remaining_s: float) -> ModelInfo:
             metadata = await wire.model_metadata(self.model, version, timeout_s=remaining_s)
             config = await wire.model_config(self.model, version, timeout_s=remaining_s)
-            info = _core.model_info_from(metadata, config, labels=None, version=self.version)
-            if not _core.has_labels(config, info.output_name):
+            info = contract.model_info_from(metadata, config, labels=None, version=self.version)
+            if not contract.has_labels(config, info.output_name):
                 return info
             reply = await wire.infer(
                 _core.label_call(info, model=self.model, version=version, timeout_s=remaining_s)
             )
-            labels = _core.parse_labels(reply.outputs[info.output_name], info.num_classes)
-            return _core.model_info_from(metadata, config, labels=labels, version=self.version)
+            labels = contract.parse_labels(reply.outputs[info.output_name], info.num_classes)
+            return contract.model_info_from(metadata, config, labels=labels, version=self.version)
 
         info = self._check_medserve_model(await self._call(f"model info of {self.model!r}", fetch))
         self._info = info
         return info
 
-    async def _encoded_entry(self) -> _core.EncodedEntry:
+    async def _encoded_entry(self) -> contract.EncodedEntry:
         if self._encoded is None:
-            name, wire = self.model + "_encoded", self._wire()
+            name, wire = contract.encoded_model(self.model), self._wire()
 
-            async def fetch(remaining_s: float) -> _core.EncodedEntry:
+            async def fetch(remaining_s: float) -> contract.EncodedEntry:
                 metadata = await wire.model_metadata(name, "", timeout_s=remaining_s)
                 config = await wire.model_config(name, "", timeout_s=remaining_s)
-                return _core.encoded_entry_from(metadata, config)
+                return contract.encoded_entry_from(metadata, config)
 
             self._encoded = await self._call(f"model info of {name!r}", fetch)
         return self._encoded

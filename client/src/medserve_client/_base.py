@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Generic, TypeVar
 
-from medserve_client import _core
+from medserve_client import _core, contract
 from medserve_client._errors import (
     InvalidInputError,
     MedServeError,
@@ -88,7 +88,7 @@ class BaseClient(Generic[TransportT]):
         self._transport = transport
         # Caches filled on first use; closing drops the transport and the shm pool.
         self._info: ModelInfo | None = None
-        self._encoded: _core.EncodedEntry | None = None
+        self._encoded: contract.EncodedEntry | None = None
         self._shm: ShmPool | None = None
         self._closed = False
         self._init_state()

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from medserve_client import _core
+from medserve_client import _core, contract
 from medserve_client._base import BaseClient
 from medserve_client._errors import (
     InvalidInputError,
@@ -205,33 +205,33 @@ class Client(BaseClient[Transport]):
         def fetch(remaining_s: float) -> ModelInfo:
             metadata = wire.model_metadata(self.model, version, timeout_s=remaining_s)
             config = wire.model_config(self.model, version, timeout_s=remaining_s)
-            info = _core.model_info_from(metadata, config, labels=None, version=self.version)
-            if not _core.has_labels(config, info.output_name):
+            info = contract.model_info_from(metadata, config, labels=None, version=self.version)
+            if not contract.has_labels(config, info.output_name):
                 log.warning("model %s has no label_filename; classes are named by index", info.name)
                 return info
             reply = wire.infer(
                 _core.label_call(info, model=self.model, version=version, timeout_s=remaining_s)
             )
-            labels = _core.parse_labels(reply.outputs[info.output_name], info.num_classes)
-            return _core.model_info_from(metadata, config, labels=labels, version=self.version)
+            labels = contract.parse_labels(reply.outputs[info.output_name], info.num_classes)
+            return contract.model_info_from(metadata, config, labels=labels, version=self.version)
 
         info = self._check_medserve_model(self._call(f"model info of {self.model!r}", fetch))
         with self._lock:
             self._info = info
         return info
 
-    def _encoded_entry(self) -> _core.EncodedEntry:
+    def _encoded_entry(self) -> contract.EncodedEntry:
         with self._lock:
             if self._encoded is not None:
                 return self._encoded
-        name, wire = self.model + "_encoded", self._wire()
+        name, wire = contract.encoded_model(self.model), self._wire()
 
-        def fetch(remaining_s: float) -> _core.EncodedEntry:
+        def fetch(remaining_s: float) -> contract.EncodedEntry:
             metadata = wire.model_metadata(name, "", timeout_s=remaining_s)
             config = wire.model_config(name, "", timeout_s=remaining_s)
-            return _core.encoded_entry_from(metadata, config)
+            return contract.encoded_entry_from(metadata, config)
 
-        entry: _core.EncodedEntry = self._call(f"model info of {name!r}", fetch)
+        entry: contract.EncodedEntry = self._call(f"model info of {name!r}", fetch)
         with self._lock:
             self._encoded = entry
         return entry

@@ -3,19 +3,19 @@
 Usage::
 
     hostport, protocol, ssl = parse_url("https://triton.example.org", protocol=None)
-    info = model_info_from(metadata, config, labels=("normal", "lesion"), version=None)
     for batch in split_batches(range(130), info.max_batch_size):  # [0..63], [64..127], [128, 129]
         ...
     predictions = to_predictions(probabilities, info=info, top_k=2, model_version="1",
                                  latency_ms=3.2)
 
-Nothing here does I/O; the clients feed it what the server answered.
+Nothing here does I/O; the clients feed it what the server answered. Reading
+the server's metadata and config is the served contract's
+(:mod:`medserve_client.contract`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -24,15 +24,11 @@ import numpy.typing as npt
 from medserve_client._errors import InferenceError, InvalidInputError
 from medserve_client._models import TLS, ModelInfo, Prediction, Timeout
 from medserve_client._transport import Endpoint, InferCall, OutputSpec
+from medserve_client.contract import ADMIN_KEY_HEADER, GRPC_RESTRICTED_PREFIX, EncodedEntry
 
 T = TypeVar("T")
 
 _DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
-#: Header of the admin key (``--http-restricted-api ...:medserve-admin-key=KEY``,
-#: as ``medserve serve`` and the k8s manifests start Triton).
-ADMIN_KEY_HEADER = "medserve-admin-key"
-#: Triton's gRPC server reads a restricted protocol's header with this prefix.
-GRPC_RESTRICTED_PREFIX = "triton-grpc-protocol-"
 _SCHEMES = {
     "grpc": ("grpc", False),
     "grpcs": ("grpc", True),
@@ -75,101 +71,6 @@ def parse_url(url: str, protocol: str | None) -> tuple[str, str, bool]:
     if ":" not in host_part.rsplit("]", 1)[-1]:
         rest = rest.replace(host_part, f"{host_part}:{_DEFAULT_PORTS[protocol]}", 1)
     return rest, protocol, ssl
-
-
-def model_info_from(
-    metadata: Mapping[str, Any],
-    config: Mapping[str, Any],
-    *,
-    labels: Sequence[str] | None,
-    version: str | None,
-) -> ModelInfo:
-    """Build :class:`ModelInfo` from the server's model metadata and config.
-
-    Args:
-        metadata: KServe model metadata (gRPC JSON form has int64 as strings).
-        config: Triton model config (JSON form).
-        labels: Class names, when the server provides them; ``None`` names
-            the classes by their index.
-        version: The version the client pins, if any.
-    """
-    name = str(metadata.get("name", config.get("name", "")))
-    inputs, outputs = list(metadata.get("inputs", [])), list(metadata.get("outputs", []))
-    if len(inputs) != 1 or not outputs:
-        raise InferenceError(
-            f"model {name!r} has {len(inputs)} inputs and {len(outputs)} outputs; a medserve "
-            "classifier has exactly one image input and a probability output"
-        )
-    max_batch_size = int(config.get("max_batch_size", 0) or 0)
-    image = inputs[0]
-    shape = [int(dim) for dim in image.get("shape", [])]
-    if max_batch_size > 0:
-        shape = shape[1:]  # Dims exclude the batch dimension when batching is on.
-    if len(shape) != 3 or shape[2] != 3 or min(shape) < 1:
-        raise InferenceError(
-            f"model {name!r} input {image.get('name')!r} has shape {shape}; expected [H, W, 3]"
-        )
-    output = _probability_output(outputs, config)
-    out_shape = [int(dim) for dim in output.get("shape", [])]
-    num_classes = out_shape[-1] if out_shape else 0
-    if num_classes < 1:
-        raise InferenceError(f"model {name!r} output {output.get('name')!r} has no class width")
-    if labels is None:
-        labels = tuple(str(index) for index in range(num_classes))
-    if len(labels) != num_classes:
-        raise InferenceError(
-            f"model {name!r} lists {len(labels)} labels for {num_classes} outputs; check labels.txt"
-        )
-    versions = tuple(str(v) for v in metadata.get("versions", []))
-    chosen = version or (max(versions, key=_version_key) if versions else "")
-    return ModelInfo(
-        name=name,
-        version=chosen,
-        versions=versions,
-        platform=str(metadata.get("platform", "")),
-        input_name=str(image["name"]),
-        input_datatype=str(image.get("datatype", "")),
-        input_shape=(shape[0], shape[1], shape[2]),
-        output_name=str(output["name"]),
-        labels=tuple(labels),
-        max_batch_size=max_batch_size,
-    )
-
-
-def _probability_output(outputs: list[Any], config: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The output that carries labels in the config, else the only (or first) one."""
-    labelled = {o.get("name") for o in config.get("output", []) if o.get("label_filename")}
-    for output in outputs:
-        if output.get("name") in labelled:
-            return dict(output)
-    return dict(outputs[0])
-
-
-def has_labels(config: Mapping[str, Any], output_name: str) -> bool:
-    """Whether the config attaches a ``label_filename`` to ``output_name``."""
-    return any(
-        o.get("name") == output_name and o.get("label_filename") for o in config.get("output", [])
-    )
-
-
-def _version_key(version: str) -> tuple[int, str]:
-    return (int(version), "") if version.isdigit() else (-1, version)
-
-
-def parse_labels(classifications: npt.NDArray[Any], num_classes: int) -> tuple[str, ...]:
-    """Labels from Triton's classification output (``"score:index:label"`` per class)."""
-    by_index: dict[int, str] = {}
-    for raw in np.asarray(classifications).reshape(-1):
-        text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
-        parts = text.split(":", 2)
-        if len(parts) != 3:
-            raise InferenceError(f"unexpected classification entry {text!r} from the server")
-        by_index[int(parts[1])] = parts[2]
-    if sorted(by_index) != list(range(num_classes)):
-        raise InferenceError(
-            f"the server's classification output named {len(by_index)} of {num_classes} classes"
-        )
-    return tuple(by_index[index] for index in range(num_classes))
 
 
 def split_batches(items: Sequence[T], max_batch_size: int) -> list[Sequence[T]]:
@@ -241,11 +142,6 @@ def as_list(inputs: Any) -> tuple[list[Any], bool]:
     return [inputs], True
 
 
-def iter_indexed(items: Iterable[T]) -> Iterator[tuple[int, T]]:
-    """``enumerate`` with a name that says why: inputs are named by position in errors."""
-    return enumerate(items)
-
-
 def build_endpoint(
     url: str,
     *,
@@ -281,32 +177,6 @@ def build_endpoint(
         headers=merged,
         timeout=Timeout.coerce(timeout_s),
         admin_headers=admin,
-    )
-
-
-@dataclass(frozen=True)
-class EncodedEntry:
-    """The ``<model>_encoded`` entry point, as its metadata and config describe it."""
-
-    name: str
-    input_name: str
-    output_name: str
-    max_batch_size: int
-
-
-def encoded_entry_from(metadata: Mapping[str, Any], config: Mapping[str, Any]) -> EncodedEntry:
-    """Read the encoded entry point's tensor names and batch limit from the server."""
-    name = str(metadata.get("name", ""))
-    inputs, outputs = list(metadata.get("inputs", [])), list(metadata.get("outputs", []))
-    if len(inputs) != 1 or inputs[0].get("datatype") != "BYTES" or not outputs:
-        raise InferenceError(
-            f"model {name!r} is not an encoded-bytes entry point (one BYTES input expected)"
-        )
-    return EncodedEntry(
-        name=name,
-        input_name=str(inputs[0]["name"]),
-        output_name=str(outputs[0]["name"]),
-        max_batch_size=int(config.get("max_batch_size", 0) or 0),
     )
 
 

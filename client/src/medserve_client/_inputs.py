@@ -26,9 +26,9 @@ import numpy.typing as npt
 from PIL import Image
 
 from medserve_client._errors import InvalidInputError
-from medserve_client.preprocessing import DEFAULT_MAX_PIXELS, describe, to_model_input, to_rgb
+from medserve_client.preprocessing import DEFAULT_MAX_PIXELS, to_model_input, to_rgb
 from medserve_client.preprocessing._raster import EXIF_ORIENTATION, check_pixels
-from medserve_client.preprocessing._sources import read_bytes
+from medserve_client.preprocessing._sources import describe, read_bytes
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"

@@ -225,13 +225,14 @@ class Window:
 class DicomSource:
     """A DICOM input with per-input options: a path, bytes or a pydicom dataset.
 
-    Plain DICOM inputs (a ``.dcm`` path, bytes starting with the DICOM preamble,
-    a dataset) work without this wrapper; wrap them to choose a frame of a
-    multi-frame file or to override the stored window.
+    Plain DICOM inputs (a DICOM path, bytes with or without the DICOM preamble,
+    a dataset) work without this wrapper and give the middle frame of a
+    multi-frame file; wrap them to choose another frame or to override the
+    stored window.
 
     Attributes:
         source: Path, encoded bytes or ``pydicom.Dataset``.
-        frame: 0-based frame of a multi-frame file (required when it has several).
+        frame: 0-based frame of a multi-frame file (default: the middle one).
         window: Window to use instead of the file's VOI LUT / window.
     """
 

@@ -26,6 +26,7 @@ from typing import Any, TextIO
 from medserve_client._client import Client
 from medserve_client._errors import InvalidInputError, MedServeError
 from medserve_client._models import DicomSource, Prediction, Window
+from medserve_client.preprocessing import is_dicom
 
 log = logging.getLogger("medserve_client")
 
@@ -68,7 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument(
         "--encoded", action="store_true", help="send the file bytes; the server decodes and resizes"
     )
-    classify.add_argument("--frame", type=int, default=None, help="frame of multi-frame DICOM")
+    classify.add_argument(
+        "--frame",
+        type=int,
+        default=None,
+        help="frame of multi-frame DICOM (default: the middle one)",
+    )
     classify.add_argument(
         "--window", default=None, metavar="CENTER,WIDTH", help="DICOM window override, e.g. 40,400"
     )
@@ -137,7 +143,7 @@ def _classify(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     window = _parse_window(args.window)
     inputs: list[Any] = []
     for path in args.paths:
-        if (args.frame is not None or window is not None) and _looks_like_dicom(path):
+        if (args.frame is not None or window is not None) and is_dicom(path):
             inputs.append(DicomSource(path, frame=args.frame, window=window))
             continue
         inputs.append(path)
@@ -145,14 +151,6 @@ def _classify(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     for path, prediction in zip(args.paths, predictions, strict=True):
         print(_format(path, prediction, as_json=args.json), file=out)
     return 0
-
-
-def _looks_like_dicom(path: str) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(132)[128:132] == b"DICM"
-    except OSError:
-        return False  # Reported with a clear message by classify itself.
 
 
 def _parse_window(text: str | None) -> Window | None:

@@ -19,7 +19,8 @@ Steps, each printed as it happens:
    diffed over the burst); then stop the server.
 
 This is the one export-side module that calls the client (``medserve-client``,
-installed beside ``medserve`` by ``make venv``), the way an application would.
+a dependency of ``medserve``), the way an application would; it uses the
+client's public API only and no helper of the CLI.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import numpy as np
 
 from medserve.errors import MedServeError, VerificationError
 from medserve_client import MedServeError as ClientError
+from medserve_client import contract
 
 log = logging.getLogger(__name__)
 
@@ -155,13 +157,6 @@ def classify_samples(client: Any, paths: Sequence[Path], work: Path) -> None:
     print("  (the DICOM files are real CT/MR slices; the demo model only knows synthetic lesions)")
 
 
-def _counters(stats_client: Any) -> tuple[int, int]:
-    """(inference_count, execution_count) of the classifier, from Triton's statistics."""
-    stats = stats_client.get_inference_statistics(model_name=MODEL_NAME, as_json=True)
-    model = stats["model_stats"][0]
-    return int(model.get("inference_count", 0)), int(model.get("execution_count", 0))
-
-
 def burst(client: Any, stats_client: Any, *, duration_s: float, concurrency: int) -> None:
     """Keep ``concurrency`` single-image requests in flight for ``duration_s``; report."""
     from medserve.data import generate_synthetic
@@ -175,14 +170,14 @@ def burst(client: Any, stats_client: Any, *, duration_s: float, concurrency: int
                 return
             yield image
 
-    before = _counters(stats_client)
+    window = contract.StatsWindow.open(stats_client, MODEL_NAME)
     started = time.monotonic()
     latencies_ms = [
         p.latency_ms for p in client.classify_many(until_deadline(), concurrency=concurrency)
     ]
     elapsed_s = time.monotonic() - started
-    after = _counters(stats_client)
-    inferences, executions = after[0] - before[0], after[1] - before[1]
+    counted = window.close(requests=len(latencies_ms))
+    inferences, executions = counted.inferences, counted.executions
     p50, p99 = np.percentile(latencies_ms, [50, 99])
     print(
         f"  {len(latencies_ms)} images in {elapsed_s:.1f} s at concurrency {concurrency}: "
@@ -196,8 +191,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the five steps; returns the exit status."""
     import tritonclient.grpc as grpcclient
 
-    from medserve.cli._tf_logging import quiet_tensorflow
     from medserve.local_triton import LocalTriton
+    from medserve.tf_logging import quiet_tensorflow
     from medserve_client import Client
 
     quiet_tensorflow()

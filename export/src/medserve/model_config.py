@@ -33,11 +33,11 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from medserve.errors import UsageError, VerificationError
-from medserve.spec import LABELS_FILENAME, MAX_PIXELS_PARAMETER, ModelSpec
+from medserve.spec import LABELS_FILENAME, ModelSpec
+from medserve_client.contract import MAX_PIXELS_PARAMETER, preprocess_model
 
 ConfigKind = Literal["gpu", "cpu", "local"]
 CONFIG_KINDS: tuple[ConfigKind, ...] = ("gpu", "cpu", "local")
-PREPROCESS_SUFFIX = "_preprocess"
 TF_PLATFORM = "tensorflow_savedmodel"
 PYTHON_BACKEND = "python"
 ENSEMBLE_PLATFORM = "ensemble"
@@ -52,7 +52,7 @@ def config_path(model_dir: Path, kind: ConfigKind) -> Path:
 
 def preprocess_name(spec: ModelSpec) -> str:
     """Triton model name of the decode-and-resize model (``medcnn_preprocess``)."""
-    return spec.name + PREPROCESS_SUFFIX
+    return preprocess_model(spec.name)
 
 
 @dataclass(frozen=True, kw_only=True)

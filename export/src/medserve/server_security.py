@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medserve.errors import UsageError
+from medserve_client.contract import ADMIN_KEY_HEADER
 
 #: Header that carries the admin key (the k8s manifests use the same one).
-ADMIN_HEADER = "medserve-admin-key"
+ADMIN_HEADER = ADMIN_KEY_HEADER
 #: Environment variable ``medserve serve`` reads the key from by default.
 ADMIN_KEY_ENV = "MEDSERVE_ADMIN_KEY"
 #: The admin APIs closed behind the key, as Triton names them.

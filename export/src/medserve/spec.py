@@ -8,7 +8,8 @@ Usage::
 
 The exporter writes this spec into the model repository; the config builder,
 the verifier and the local launcher read it. The client never reads it: it
-learns the same facts from the server's metadata and config.
+learns the same facts from the server's metadata and config. Tensor names and
+model-name suffixes are the served contract's (``medserve_client.contract``).
 """
 
 from __future__ import annotations
@@ -19,26 +20,26 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from medserve.errors import UsageError
+from medserve_client.contract import (
+    ENCODED_INPUT_NAME,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    encoded_model,
+)
 
 SPEC_FILENAME = "medserve_spec.json"
 LABELS_FILENAME = "labels.txt"
 SAVEDMODEL_DIRNAME = "model.savedmodel"
 MODEL_CARD_FILENAME = "model_card.json"
 
-INPUT_NAME = "image"
-ENCODED_INPUT_NAME = "image_bytes"
-OUTPUT_NAME = "probabilities"
 SIGNATURE_NAME = "serving_default"
-ENCODED_SUFFIX = "_encoded"
-#: Config parameter naming the decoders' pixel cap (every server-side decoder reads it).
-MAX_PIXELS_PARAMETER = "max_pixels"
 # The largest image a server-side decoder accepts, in pixels (width x height).
 # Real radiographs fit with room to spare: a 43x43 cm flat-panel chest detector
 # at 100 um is ~4300x4300 (18.5 MP), digital mammography 3328x4096 (13.6 MP) to
 # ~4700x5900 (28 MP, 50 um detectors), the "4000x5000 mammogram" 20 MP. Decoding
-# costs about 3 bytes per pixel (uint8 RGB) plus the resize's float32 working
-# copy, so this cap keeps one decode well under 1 GB while a bomb of 10000x10000
-# (a few hundred KB of PNG, 300 MB decoded) is refused from its header.
+# costs about 3 bytes per pixel (uint8 RGB; the resize works from it), so one
+# decode at the cap stays near 150 MB, while a bomb of 10000x10000 (a few
+# hundred KB of PNG, 300 MB decoded) is refused from its header.
 DEFAULT_MAX_PIXELS = 50_000_000
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -111,7 +112,7 @@ class ModelSpec:
     @property
     def encoded_name(self) -> str:
         """Triton model name of the encoded-bytes entry point (the ensemble)."""
-        return self.name + ENCODED_SUFFIX
+        return encoded_model(self.name)
 
     def to_json(self) -> str:
         """Serialise to a stable, human-readable JSON document."""

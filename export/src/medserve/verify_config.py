@@ -28,7 +28,8 @@ from medserve.model_config import (
     parse_config,
     preprocess_name,
 )
-from medserve.spec import LABELS_FILENAME, MAX_PIXELS_PARAMETER, ModelSpec
+from medserve.spec import LABELS_FILENAME, ModelSpec
+from medserve_client.contract import MAX_PIXELS_PARAMETER
 
 _TF_PLATFORMS = (TF_PLATFORM,)
 

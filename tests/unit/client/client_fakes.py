@@ -149,7 +149,7 @@ class FakeTransport:
         elif call.shm_region is not None:
             segment = shared_memory.SharedMemory(name=call.shm_region)
             try:
-                view = np.ndarray(call.shape, dtype=np.uint8, buffer=segment.buf)
+                view: np.ndarray = np.ndarray(call.shape, dtype=np.uint8, buffer=segment.buf)
                 batch = view.copy()
                 del view
             finally:

@@ -177,7 +177,7 @@ def test_shared_memory_is_unlinked_on_close_even_after_a_failed_request(
         client.classify(gray(10))
     names = list(fake.registered)
     assert names
-    fake.unregister_shm = _raise_unavailable  # type: ignore[method-assign]
+    fake.unregister_shm = _raise_unavailable
     client.close()  # Server gone: unregistering fails, unlinking still happens.
     for name in names:
         with pytest.raises(FileNotFoundError):

@@ -73,14 +73,12 @@ attribute. pydicom's warnings, which can quote element values, are silenced.
 
 from medserve_client._errors import InvalidInputError
 from medserve_client.preprocessing._arrays import resize
-from medserve_client.preprocessing._dicom import is_dicom
 from medserve_client.preprocessing._raster import DEFAULT_MAX_PIXELS
-from medserve_client.preprocessing._sources import describe, to_model_input, to_rgb
+from medserve_client.preprocessing._sources import is_dicom, to_model_input, to_rgb
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "InvalidInputError",
-    "describe",
     "is_dicom",
     "resize",
     "to_model_input",

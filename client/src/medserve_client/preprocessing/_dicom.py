@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 _MAGIC_OFFSET = 128
 _MAGIC = b"DICM"
+#: How many bytes :func:`is_dicom_head` needs: the preamble and the magic.
+HEAD_BYTES = _MAGIC_OFFSET + len(_MAGIC)
 # A dataset stored without the Part 10 preamble starts with its first element:
 # the file meta group (0002) or the identifying group (0008), little or big
 # endian. Only such files are read with pydicom's force=True: anything else
@@ -48,7 +50,7 @@ _INSTALL = "pip install 'medserve-client[dicom]'"
 _QUIET_LOCK = threading.Lock()
 
 
-def is_dicom(head: bytes) -> bool:
+def is_dicom_head(head: bytes) -> bool:
     """True when ``head`` (the first bytes of a file, 132 or more) is DICOM.
 
     Either the Part 10 ``DICM`` magic after the 128-byte preamble, or a bare
@@ -101,7 +103,7 @@ def _quiet() -> Iterator[None]:
 
 
 def read_dataset(data: bytes, *, what: str) -> Dataset:
-    """Parse a DICOM file (Part 10, or a bare dataset that :func:`is_dicom` accepts)."""
+    """Parse a DICOM file (Part 10, or a bare dataset that :func:`is_dicom_head` accepts)."""
     pydicom = _pydicom()
     bare = data[_MAGIC_OFFSET : _MAGIC_OFFSET + 4] != _MAGIC
     with _quiet():

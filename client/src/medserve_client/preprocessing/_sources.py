@@ -16,7 +16,13 @@ from PIL import Image
 from medserve_client._errors import InvalidInputError
 from medserve_client._models import DicomSource
 from medserve_client.preprocessing._arrays import array_to_rgb, resize
-from medserve_client.preprocessing._dicom import dicom_to_rgb, is_dataset, is_dicom, read_dataset
+from medserve_client.preprocessing._dicom import (
+    HEAD_BYTES,
+    dicom_to_rgb,
+    is_dataset,
+    is_dicom_head,
+    read_dataset,
+)
 from medserve_client.preprocessing._raster import DEFAULT_MAX_PIXELS, decode_image, pil_to_rgb
 
 
@@ -64,7 +70,7 @@ def to_rgb(
     if isinstance(source, np.ndarray):
         return array_to_rgb(source, what=what)
     data = read_bytes(source, what=what)
-    if is_dicom(data[:132]):
+    if is_dicom_head(data[:HEAD_BYTES]):
         return dicom_to_rgb(read_dataset(data, what=what), what=what)
     image = decode_image(data, what=what, max_pixels=max_pixels)
     return pil_to_rgb(image)
@@ -90,6 +96,22 @@ def to_model_input(
     """
     rgb = to_rgb(source, what=what, max_pixels=max_pixels)
     return resize(rgb, size)
+
+
+def is_dicom(source: bytes | str | os.PathLike[str]) -> bool:
+    """True when a file (its path) or its bytes are DICOM, as the pipeline decides.
+
+    DICOM is the Part 10 ``DICM`` magic after the 128-byte preamble, or a bare
+    dataset starting with a group 0002 or 0008 element. A path that cannot be
+    read is not DICOM (reading it later gives the clear error).
+    """
+    if isinstance(source, bytes):
+        return is_dicom_head(source[:HEAD_BYTES])
+    try:
+        with open(source, "rb") as handle:
+            return is_dicom_head(handle.read(HEAD_BYTES))
+    except OSError:
+        return False
 
 
 def read_bytes(value: Any, *, what: str) -> bytes:

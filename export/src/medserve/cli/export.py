@@ -18,9 +18,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from medserve.cli._tf_logging import quiet_tensorflow
 from medserve.errors import UsageError
 from medserve.spec import DEFAULT_MAX_PIXELS
+from medserve.tf_logging import quiet_tensorflow
 
 TRAINING_SUMMARY = "training.json"
 

@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from medserve.cli._tf_logging import quiet_tensorflow
+from medserve.tf_logging import quiet_tensorflow
 
 
 def add_parser(subparsers: Any) -> None:

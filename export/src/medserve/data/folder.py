@@ -41,7 +41,6 @@ _PROGRESS_EVERY = 1000
 DICOM_SUFFIXES = (".dcm", ".dicom")
 PNG_SUFFIXES = (".png",)
 JPEG_SUFFIXES = (".jpg", ".jpeg")
-_DICOM_HEAD = 132  # The 128-byte preamble and the DICM magic.
 
 
 @dataclass(frozen=True)
@@ -194,14 +193,9 @@ def image_kind(path: Path) -> str | None:
         return "png"
     if suffix in JPEG_SUFFIXES:
         return "jpeg"
-    if suffix in DICOM_SUFFIXES:
+    if suffix in DICOM_SUFFIXES or is_dicom(path):
         return "dicom"
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(_DICOM_HEAD)
-    except OSError:
-        return None
-    return "dicom" if is_dicom(head) else None
+    return None
 
 
 def _hidden(name: str) -> bool:

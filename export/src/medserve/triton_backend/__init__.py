@@ -11,5 +11,3 @@ Usage::
 Python-backend stub, where ``triton_python_backend_utils`` exists. Importing
 this package does not import it.
 """
-
-TEMPLATE_FILENAME = "model.py"

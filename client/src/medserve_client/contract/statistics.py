@@ -1,26 +1,36 @@
-"""Triton's server-side view of a measurement window, from its statistics API.
+"""Windows over Triton's statistics API: what the server did between two readings.
 
 Usage::
 
-    client = tritonclient.grpc.InferenceServerClient("127.0.0.1:8001")
-    before = snapshot(client)
-    ...                                  # the load runs
-    window = diff(before, snapshot(client))
-    window["medcnn"].inferences_per_execution, window["medcnn"].mean_queue_ms
+    window = StatsWindow.open(stats_client, "medcnn")     # first reading
+    ...                                                   # send 16 requests, get 16 answers
+    counted = window.close(requests=16)                   # waits until Triton counted them
+    counted.inferences_per_execution, counted.mean_queue_ms
+
+    before = snapshot(stats_client)                       # every model
+    ...                                                   # a load test runs
+    windows = diff(before, snapshot(stats_client))        # per model that did work
 
 Triton's counters are cumulative since the model loaded (warm-up and earlier
-runs included), so a window is the difference of two snapshots. The JSON is
-the same over HTTP and gRPC (``as_json=True``), except that gRPC writes int64
-counters as strings.
+runs included), so a window is the difference of two snapshots. Triton
+updates them after it has sent the responses, so a reading taken right after
+the last answer can miss the last execution: :meth:`StatsWindow.close` polls
+until the expected requests are counted, or until two readings agree. The
+JSON is the same over HTTP and gRPC (``as_json=True``), except that gRPC
+writes int64 counters as strings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 _STAGES = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
+SETTLE_POLL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -147,3 +157,67 @@ def diff(
         if result.requests or result.failed_requests or result.inferences:
             out[name] = result
     return out
+
+
+def _poll(read: Callable[[], T], done: Callable[[T, T | None], bool], timeout_s: float) -> T:
+    """Read until ``done(now, previous)`` or ``timeout_s`` passed; return the last reading."""
+    deadline = time.monotonic() + timeout_s
+    previous: T | None = None
+    while True:
+        now = read()
+        if done(now, previous) or time.monotonic() >= deadline:
+            return now
+        previous = now
+        time.sleep(SETTLE_POLL_S)
+
+
+def settled_snapshot(
+    client: Any, model: str = "", *, timeout_s: float = 30.0
+) -> dict[str, ModelCounters]:
+    """A :func:`snapshot` taken once two readings ``SETTLE_POLL_S`` apart agree.
+
+    For the end of a window whose requests have all been answered: Triton
+    may still be counting the last of them.
+    """
+    return _poll(lambda: snapshot(client, model), lambda now, prev: now == prev, timeout_s)
+
+
+class StatsWindow:
+    """The statistics of one model over a block of requests, read once Triton settled."""
+
+    def __init__(self, client: Any, model: str, before: ModelCounters | None) -> None:
+        """Use :meth:`open`."""
+        self._client = client
+        self._model = model
+        self._before = before
+
+    @classmethod
+    def open(cls, client: Any, model: str) -> StatsWindow:
+        """Take the first reading of ``model`` through a tritonclient ``client``."""
+        return cls(client, model, snapshot(client, model).get(model))
+
+    def _now(self) -> ServerWindow:
+        after = snapshot(self._client, self._model).get(self._model)
+        if after is None:
+            raise ValueError(f"Triton reports no statistics for model {self._model!r}")
+        return window(self._before, after)
+
+    def close(self, *, requests: int | None = None, timeout_s: float = 30.0) -> ServerWindow:
+        """The window since :meth:`open`, once Triton's counts have settled.
+
+        Args:
+            requests: Requests sent in the window, answered or failed: wait
+                until Triton counted that many (and at least one execution
+                when any succeeded). ``None``: wait until two readings
+                ``SETTLE_POLL_S`` apart agree.
+            timeout_s: Give up waiting and return the last reading (the
+                caller's assertions then say what is missing).
+        """
+
+        def counted(now: ServerWindow, previous: ServerWindow | None) -> bool:
+            if requests is None:
+                return now == previous
+            answered = now.requests + now.failed_requests >= requests
+            return answered and (now.executions > 0 or now.requests == 0)
+
+        return _poll(self._now, counted, timeout_s)

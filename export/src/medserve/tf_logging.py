@@ -1,4 +1,4 @@
-"""Keep TensorFlow's start-up chatter out of the CLI's report.
+"""Keep TensorFlow's start-up chatter out of what a user reads (the CLI, the demo).
 
 Usage::
 
@@ -6,7 +6,8 @@ Usage::
 
 TensorFlow's C++ runtime logs CPU-feature notes and, when the verifier feeds
 a deliberately corrupt image to the decoder, the op error it then expects.
-The report lines are what a user reads; ``-v`` keeps everything.
+The report lines are what a user reads; verbose logging on the ``medserve``
+logger (the CLI's ``-v``) keeps everything.
 """
 
 from __future__ import annotations
