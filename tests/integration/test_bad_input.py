@@ -227,13 +227,12 @@ def test_a_bomb_in_a_batched_execution_fails_only_its_request(
     local_triton: LocalTriton,
     served_spec: ModelSpec,
     batched_decoder: Any,
-    stats_watcher: Any,
     bomb: bytes,
 ) -> None:
     images = _images(batched_decoder.max_batch_size, seed=13, spec=served_spec)
     files = [_png(image) for image in images]
     files[3] = bomb
-    stats = stats_watcher(client, batched_decoder.name)
+    stats = contract.StatsWindow.open(client, batched_decoder.name)
     assert local_triton.pid is not None
 
     with watch_memory(local_triton.pid) as memory:
@@ -241,7 +240,7 @@ def test_a_bomb_in_a_batched_execution_fails_only_its_request(
             client, batched_decoder.name, [[_bytes_input("image_bytes", [data])] for data in files]
         )
 
-    assert stats.wait(requests=len(files)).executions == 1, "the test needs one execution"
+    assert stats.close(requests=len(files)).executions == 1, "the test needs one execution"
     for index, (result, error) in enumerate(answers):
         if index == 3:
             assert result is None and "exceeds max_pixels" in error.message()
