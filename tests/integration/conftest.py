@@ -9,8 +9,9 @@ Usage (in a test module of this folder)::
 
 Fixtures:
     served_spec: the :class:`~medserve.spec.ModelSpec` of the tiny model (32x32, 2 labels).
+    served_keras_model: the tiny Keras model ``served_repo`` exports.
     served_repo: a model repository written by ``export_model`` (medcnn,
-        medcnn_preprocess, medcnn_encoded), the same layout as production.
+        medcnn_preprocess, medcnn_encoded, medcnn_explain), the same layout as production.
     savedmodel_reference: the same SavedModels called in-process (the expected outputs).
     local_triton: ONE started :class:`~medserve.local_triton.LocalTriton` for the
         session, on ``served_repo`` plus a test-only model
@@ -109,17 +110,25 @@ def served_spec() -> ModelSpec:
 
 
 @pytest.fixture(scope="session")
-def served_repo(tmp_path_factory: pytest.TempPathFactory, served_spec: ModelSpec) -> Path:
-    """A repository written by ``export_model`` for a tiny reference CNN."""
-    from medserve.exporter import export_model
+def served_keras_model(served_spec: ModelSpec) -> Any:
+    """The tiny reference CNN that ``served_repo`` exports (for in-process references)."""
     from medserve.model import build_reference_cnn
 
-    _session_roots.add(tmp_path_factory.getbasetemp().resolve())
-    model = build_reference_cnn(
+    return build_reference_cnn(
         served_spec.input_shape, served_spec.num_classes, filters=(4, 8, 8), dense_units=8, seed=0
     )
+
+
+@pytest.fixture(scope="session")
+def served_repo(
+    tmp_path_factory: pytest.TempPathFactory, served_spec: ModelSpec, served_keras_model: Any
+) -> Path:
+    """A repository written by ``export_model`` for a tiny reference CNN."""
+    from medserve.exporter import export_model
+
+    _session_roots.add(tmp_path_factory.getbasetemp().resolve())
     repo = tmp_path_factory.mktemp("served") / "model_repository"
-    export_model(model, repo, served_spec)
+    export_model(served_keras_model, repo, served_spec)
     return repo
 
 

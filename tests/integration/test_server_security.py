@@ -24,7 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
 from tls_certs import Pki, make_pki
+from tritonclient.utils import InferenceServerException
 
 from medserve.spec import ModelSpec
 from medserve_client import (
@@ -169,21 +172,47 @@ def test_a_client_without_a_certificate_is_refused_by_mutual_tls(
         client.classify(_image(served_spec))
 
 
+def test_statistics_need_the_admin_key_over_both_protocols(
+    secure_server: SecureServer, served_spec: ModelSpec
+) -> None:
+    tls = secure_server.pki
+    grpc = grpcclient.InferenceServerClient(
+        secure_server.grpc.removeprefix("grpc://"),
+        ssl=True,
+        root_certificates=str(tls.ca_cert),
+        private_key=str(tls.client_key),
+        certificate_chain=str(tls.client_cert),
+    )
+    http = httpclient.InferenceServerClient(secure_server.http.removeprefix("http://"))
+    grpc_key = {"triton-grpc-protocol-medserve-admin-key": ADMIN_KEY}
+    http_key = {"medserve-admin-key": ADMIN_KEY}
+    try:
+        with pytest.raises(InferenceServerException, match="restricted"):
+            grpc.get_inference_statistics(served_spec.name)
+        with pytest.raises(InferenceServerException, match="restricted"):
+            http.get_inference_statistics(served_spec.name)
+        with pytest.raises(InferenceServerException, match="restricted"):
+            http.get_inference_statistics(served_spec.name, headers={"medserve-admin-key": "x"})
+        assert grpc.get_inference_statistics(served_spec.name, headers=grpc_key).model_stats
+        stats = http.get_inference_statistics(served_spec.name, headers=http_key)
+        assert stats["model_stats"][0]["name"] == served_spec.name
+    finally:
+        grpc.close()
+        http.close()
+
+
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
-def test_statistics_need_the_admin_key_and_inference_does_not(
+def test_the_sdk_sends_the_key_for_shared_memory_and_inference_needs_none(
     secure_server: SecureServer, served_spec: ModelSpec, protocol: str
 ) -> None:
     url = secure_server.grpc if protocol == "grpc" else secure_server.http
     tls = _mutual(secure_server.pki) if protocol == "grpc" else None
     with Client(url, tls=tls, timeout_s=20.0) as client:
-        (prediction,) = client.classify(_image(served_spec))  # No key needed.
-        assert prediction.label in served_spec.labels
-        with pytest.raises(PermissionDeniedError, match="admin_key="):
-            client.statistics()
-    wrong_key = Client(url, tls=tls, admin_key="not-the-right-key-000", timeout_s=20.0)
-    with wrong_key, pytest.raises(PermissionDeniedError):
-        wrong_key.statistics()
-    with Client(url, tls=tls, admin_key=ADMIN_KEY, timeout_s=20.0) as client:
-        stats = client.statistics()
-    (entry,) = stats["model_stats"]
-    assert entry["name"] == served_spec.name and int(entry["inference_count"]) >= 1
+        (plain,) = client.classify(_image(served_spec))  # Inference needs no key.
+    assert plain.label in served_spec.labels
+    no_key = Client(url, tls=tls, shared_memory=True, timeout_s=20.0)
+    with no_key, pytest.raises(PermissionDeniedError, match="admin_key="):
+        no_key.classify(_image(served_spec))
+    with Client(url, tls=tls, shared_memory=True, admin_key=ADMIN_KEY, timeout_s=20.0) as client:
+        (shared,) = client.classify(_image(served_spec))
+    np.testing.assert_allclose(shared.probabilities, plain.probabilities, rtol=0, atol=1e-6)

@@ -7,6 +7,8 @@ Usage::
     with Client("127.0.0.1:8001") as client:        # gRPC; "http://127.0.0.1:8000" for HTTP
         prediction = client.classify("chest.png", top_k=2)[0]
         print(prediction.label, prediction.score, prediction.top_k)
+        explanation = client.explain("chest.png")[0]  # Grad-CAM; supportive only
+        explanation.overlay.save("chest-overlay.png")
 
 Everything the model takes (input name, shape, dtype, labels, batch limit,
 version) is read from the server's metadata and config, never hard-coded.
@@ -34,6 +36,7 @@ from medserve_client._errors import (
 from medserve_client._models import (
     TLS,
     DicomSource,
+    Explanation,
     ModelInfo,
     Prediction,
     Retry,
@@ -48,6 +51,7 @@ __all__ = [
     "AsyncClient",
     "Client",
     "DicomSource",
+    "Explanation",
     "InferenceError",
     "InferenceTimeoutError",
     "InvalidInputError",

@@ -39,12 +39,11 @@ from medserve_client import _core, contract
 from medserve_client._async_transports import AsyncTransport, open_async_transport
 from medserve_client._base import BaseClient
 from medserve_client._errors import (
-    InvalidInputError,
     ModelNotReadyError,
     ServerUnavailableError,
 )
 from medserve_client._inputs import prepare_all
-from medserve_client._models import ModelInfo, Prediction
+from medserve_client._models import Explanation, ModelInfo, Prediction
 from medserve_client._pipeline import ordered_map_async
 from medserve_client._retry import Deadline, call_with_retry_async
 from medserve_client._shm import pool_for, shm_request
@@ -95,7 +94,7 @@ class AsyncClient(BaseClient[AsyncTransport]):
 
     def _wire(self) -> AsyncTransport:
         if self._closed:
-            raise InvalidInputError("the client is closed; create a new AsyncClient")
+            raise self._closed_error()
         if self._transport is None:
             self._transport = open_async_transport(self.endpoint)
         return self._transport
@@ -136,6 +135,8 @@ class AsyncClient(BaseClient[AsyncTransport]):
 
     async def model_info(self) -> ModelInfo:
         """Model facts from the server's metadata and config (cached)."""
+        if self._closed:
+            raise self._closed_error()
         if self._info is not None:
             return self._info
         wire, version = self._wire(), self.version or ""
@@ -143,14 +144,13 @@ class AsyncClient(BaseClient[AsyncTransport]):
         async def fetch(remaining_s: float) -> ModelInfo:
             metadata = await wire.model_metadata(self.model, version, timeout_s=remaining_s)
             config = await wire.model_config(self.model, version, timeout_s=remaining_s)
-            info = contract.model_info_from(metadata, config, labels=None, version=self.version)
-            if not contract.has_labels(config, info.output_name):
+            info, labelled = self._info_without_labels(metadata, config)
+            if not labelled:
                 return info
             reply = await wire.infer(
                 _core.label_call(info, model=self.model, version=version, timeout_s=remaining_s)
             )
-            labels = contract.parse_labels(reply.outputs[info.output_name], info.num_classes)
-            return contract.model_info_from(metadata, config, labels=labels, version=self.version)
+            return self._info_with_labels(metadata, config, info, reply.outputs[info.output_name])
 
         info = self._check_medserve_model(await self._call(f"model info of {self.model!r}", fetch))
         self._info = info
@@ -167,6 +167,14 @@ class AsyncClient(BaseClient[AsyncTransport]):
 
             self._encoded = await self._call(f"model info of {name!r}", fetch)
         return self._encoded
+
+    async def explain(
+        self, inputs: Any, *, class_index: int | str | None = None, timeout_s: float | None = None
+    ) -> list[Explanation]:
+        """Grad-CAM explanations, supportive only (see :meth:`Client.explain`)."""
+        from medserve_client._explain_calls import explain_async
+
+        return await explain_async(self, inputs, class_index=class_index, timeout_s=timeout_s)
 
     async def classify(
         self, inputs: Any, *, top_k: int = 1, timeout_s: float | None = None

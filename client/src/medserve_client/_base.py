@@ -14,8 +14,9 @@ I/O, and constructing a client opens no connection.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from medserve_client import _core, contract
 from medserve_client._errors import (
@@ -24,9 +25,12 @@ from medserve_client._errors import (
     ModelNotReadyError,
     ServerUnavailableError,
 )
+from medserve_client._explain import ExplainEntry
 from medserve_client._models import TLS, ModelInfo, Retry, Timeout
 from medserve_client._shm import ShmPool
 from medserve_client.preprocessing import DEFAULT_MAX_PIXELS
+
+log = logging.getLogger("medserve_client")
 
 #: The wire: a ``Transport`` for the blocking client, an ``AsyncTransport`` for asyncio.
 TransportT = TypeVar("TransportT")
@@ -89,6 +93,7 @@ class BaseClient(Generic[TransportT]):
         # Caches filled on first use; closing drops the transport and the shm pool.
         self._info: ModelInfo | None = None
         self._encoded: contract.EncodedEntry | None = None
+        self._explain: ExplainEntry | None = None
         self._shm: ShmPool | None = None
         self._closed = False
         self._init_state()
@@ -102,6 +107,35 @@ class BaseClient(Generic[TransportT]):
         if server_seen:
             return ModelNotReadyError(f"model {self.model!r} did not become ready at {where}")
         return ServerUnavailableError(f"no ready server at {where}; is tritonserver running?")
+
+    def _closed_error(self) -> InvalidInputError:
+        """What every call on a closed client raises (the same for both clients)."""
+        return InvalidInputError(f"the client is closed; create a new {type(self).__name__}")
+
+    def _info_without_labels(
+        self, metadata: Mapping[str, Any], config: Mapping[str, Any]
+    ) -> tuple[ModelInfo, bool]:
+        """Model facts before the labels are read, and whether the server can name them.
+
+        A config without ``label_filename`` cannot name the classes: they are
+        named by index, with a warning (both clients).
+        """
+        info = contract.model_info_from(metadata, config, labels=None, version=self.version)
+        if contract.has_labels(config, info.output_name):
+            return info, True
+        log.warning("model %s has no label_filename; classes are named by index", info.name)
+        return info, False
+
+    def _info_with_labels(
+        self,
+        metadata: Mapping[str, Any],
+        config: Mapping[str, Any],
+        info: ModelInfo,
+        classifications: Any,
+    ) -> ModelInfo:
+        """Model facts with the labels of the classification probe's answer."""
+        labels = contract.parse_labels(classifications, info.num_classes)
+        return contract.model_info_from(metadata, config, labels=labels, version=self.version)
 
     def _check_medserve_model(self, info: ModelInfo) -> ModelInfo:
         """Refuse a model that does not take UINT8 images: it is not a medserve classifier."""

@@ -34,12 +34,11 @@ import numpy as np
 from medserve_client import _core, contract
 from medserve_client._base import BaseClient
 from medserve_client._errors import (
-    InvalidInputError,
     ModelNotReadyError,
     ServerUnavailableError,
 )
 from medserve_client._inputs import prepare_all
-from medserve_client._models import ModelInfo, Prediction
+from medserve_client._models import Explanation, ModelInfo, Prediction
 from medserve_client._pipeline import check_concurrency, ordered_map
 from medserve_client._retry import Deadline, call_with_retry
 from medserve_client._shm import ShmPool, pool_for, shm_request
@@ -67,7 +66,7 @@ class Client(BaseClient[Transport]):
         bearer_token: Sent as ``authorization: Bearer <token>``; never logged.
         admin_key: The server's admin key (``medserve serve --admin-key-file``,
             the k8s Secret ``triton-admin``), sent only with admin calls
-            (statistics, shared-memory registration); never logged.
+            (shared-memory registration); never logged.
         send_encoded: Send the encoded file bytes to ``<model>_encoded`` and
             let the server decode and resize them.
         shared_memory: Pass tensors through system shared memory (client and
@@ -115,7 +114,7 @@ class Client(BaseClient[Transport]):
     def _wire(self) -> Transport:
         with self._lock:
             if self._closed:
-                raise InvalidInputError("the client is closed; create a new Client")
+                raise self._closed_error()
             if self._transport is None:
                 from medserve_client._sync_transports import open_transport
 
@@ -137,23 +136,6 @@ class Client(BaseClient[Transport]):
         return call_with_retry(attempt, retry=self.retry, deadline=deadline, what=what)
 
     # -- health and metadata -------------------------------------------------------
-
-    def statistics(self) -> dict[str, Any]:
-        """Triton's inference statistics of the model (KServe extension), as a dict.
-
-        An admin API: a server that restricts ``statistics`` answers only a
-        client built with its ``admin_key``.
-
-        Raises:
-            PermissionDeniedError: The server wants the admin key and got none or a wrong one.
-        """
-        wire = self._wire()
-        return dict(
-            self._call(
-                f"statistics of {self.model!r}",
-                lambda remaining_s: wire.statistics(self.model, timeout_s=remaining_s),
-            )
-        )
 
     def ready(self) -> bool:
         """True when the server is reachable and the model is ready; never raises for that."""
@@ -198,6 +180,8 @@ class Client(BaseClient[Transport]):
         labels) and cached for the life of the client.
         """
         with self._lock:
+            if self._closed:
+                raise self._closed_error()
             if self._info is not None:
                 return self._info
         wire, version = self._wire(), self.version or ""
@@ -205,15 +189,13 @@ class Client(BaseClient[Transport]):
         def fetch(remaining_s: float) -> ModelInfo:
             metadata = wire.model_metadata(self.model, version, timeout_s=remaining_s)
             config = wire.model_config(self.model, version, timeout_s=remaining_s)
-            info = contract.model_info_from(metadata, config, labels=None, version=self.version)
-            if not contract.has_labels(config, info.output_name):
-                log.warning("model %s has no label_filename; classes are named by index", info.name)
+            info, labelled = self._info_without_labels(metadata, config)
+            if not labelled:
                 return info
             reply = wire.infer(
                 _core.label_call(info, model=self.model, version=version, timeout_s=remaining_s)
             )
-            labels = contract.parse_labels(reply.outputs[info.output_name], info.num_classes)
-            return contract.model_info_from(metadata, config, labels=labels, version=self.version)
+            return self._info_with_labels(metadata, config, info, reply.outputs[info.output_name])
 
         info = self._check_medserve_model(self._call(f"model info of {self.model!r}", fetch))
         with self._lock:
@@ -235,6 +217,31 @@ class Client(BaseClient[Transport]):
         with self._lock:
             self._encoded = entry
         return entry
+
+    # -- explanation -------------------------------------------------------------------
+
+    def explain(
+        self, inputs: Any, *, class_index: int | str | None = None, timeout_s: float | None = None
+    ) -> list[Explanation]:
+        """Grad-CAM explanations of one input or many, from ``<model>_explain``; in order.
+
+        Supportive only, not a diagnosis. Inputs are read and preprocessed as
+        in :meth:`classify` (DICOM windowed, resized here); more inputs than
+        the explain model's ``max_batch_size`` are split into concurrent requests.
+
+        Args:
+            inputs: What :meth:`classify` accepts.
+            class_index: The class to explain, by index or label, for every
+                input; ``None`` (or ``-1``) explains each input's predicted class.
+            timeout_s: Deadline of this call (default: the client's ``request_s``).
+
+        Raises:
+            InvalidInputError: An input cannot be read, or the class does not exist.
+            MedServeError: Any other failure, as its most specific subclass.
+        """
+        from medserve_client._explain_calls import explain_blocking
+
+        return explain_blocking(self, inputs, class_index=class_index, timeout_s=timeout_s)
 
     # -- classification --------------------------------------------------------------
 
@@ -383,7 +390,7 @@ class Client(BaseClient[Transport]):
     def _shm_pool(self, info: ModelInfo) -> ShmPool:
         with self._lock:
             if self._closed:
-                raise InvalidInputError("the client is closed; create a new Client")
+                raise self._closed_error()
             if self._shm is None:
                 self._shm = pool_for(info)
             return self._shm

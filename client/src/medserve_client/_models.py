@@ -53,6 +53,30 @@ class Prediction:
     latency_ms: float
 
 
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Explanation:
+    """A Grad-CAM explanation of one input. Supportive only, not a diagnosis.
+
+    Attributes:
+        prediction: The classification of the input (all classes in ``top_k``).
+        class_index: The class explained (the predicted one unless one was named).
+        label: Its label.
+        heatmap: Read-only float32 ``(H, W)`` in [0, 1], aligned with the
+            served input (the image after resizing); 1 where the evidence for
+            ``label`` is strongest.
+        overlay: The heatmap blended over the input (top ``H`` rows) above a
+            banner that names the class and says the map is supportive only.
+        note: The same caveat as text, for whatever shows this explanation.
+    """
+
+    prediction: Prediction
+    class_index: int
+    label: str
+    heatmap: npt.NDArray[np.float32] = field(repr=False)
+    overlay: Any = field(repr=False)
+    note: str
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelInfo:
     """What the server says about a model (metadata and config, never hard-coded).

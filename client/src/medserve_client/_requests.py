@@ -141,19 +141,6 @@ class Request:
             kwargs={"name": name},
         )
 
-    @classmethod
-    def statistics(cls, model: str, *, timeout_s: float) -> Request:
-        """Ask for a model's inference statistics."""
-        return cls(
-            action="statistics",
-            admin=True,
-            method="get_inference_statistics",
-            model=model,
-            timeout_s=timeout_s,
-            kwargs={"model_name": model},
-            json=True,
-        )
-
     def kwargs_for(self, protocol: str, headers: WireHeaders) -> dict[str, Any]:
         """The keyword arguments of :attr:`method` for the ``protocol``'s client."""
         kwargs = {"headers": headers.admin if self.admin else headers.plain, **self.kwargs}
@@ -254,13 +241,18 @@ def build_request(module: Any, call: InferCall) -> tuple[list[Any], list[Any]]:
         infer_input.set_shared_memory(call.shm_region, call.shm_byte_size)
     elif call.array is not None:
         infer_input.set_data_from_numpy(call.array)
+    inputs = [infer_input]
+    for name, datatype, array in call.extra_inputs:
+        extra = module.InferInput(name, list(array.shape), datatype)
+        extra.set_data_from_numpy(array)
+        inputs.append(extra)
     outputs = []
     for spec in call.outputs:
         output = module.InferRequestedOutput(spec.name, class_count=spec.class_count)
         if spec.shm_region is not None:
             output.set_shared_memory(spec.shm_region, spec.shm_byte_size, spec.shm_offset)
         outputs.append(output)
-    return [infer_input], outputs
+    return inputs, outputs
 
 
 def read_reply(result: Any, call: InferCall) -> InferReply:

@@ -72,9 +72,6 @@ class BlockingTransport(ABC):
     def unregister_shm(self, name: str, *, timeout_s: float) -> None:
         self._send(Request.unregister_shm(name, timeout_s=timeout_s))
 
-    def statistics(self, model: str, *, timeout_s: float) -> dict[str, Any]:
-        return dict(self._send(Request.statistics(model, timeout_s=timeout_s)))
-
 
 class GrpcTransport(BlockingTransport):
     """tritonclient.grpc: one channel shared by every thread (unary calls are thread-safe)."""

@@ -73,7 +73,7 @@ class Endpoint:
         tls: Certificates and options when ``ssl`` is on.
         headers: Sent with every request (gRPC metadata keys are lower-cased).
         timeout: Connect and request limits.
-        admin_headers: Sent only with admin calls (statistics, shared memory):
+        admin_headers: Sent only with admin calls (shared-memory registration):
             the admin key, never with inference.
     """
 
@@ -117,6 +117,8 @@ class InferCall:
     shm_byte_size: int = 0
     outputs: tuple[OutputSpec, ...] = ()
     timeout_s: float = 30.0
+    # More inputs by value, ``(name, datatype, array)``: the explain model's class index.
+    extra_inputs: tuple[tuple[str, str, npt.NDArray[Any]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,6 @@ class Transport(Protocol):
     def infer(self, call: InferCall) -> InferReply: ...
     def register_shm(self, name: str, key: str, byte_size: int, *, timeout_s: float) -> None: ...
     def unregister_shm(self, name: str, *, timeout_s: float) -> None: ...
-    def statistics(self, model: str, *, timeout_s: float) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
 

@@ -6,6 +6,8 @@ Usage::
     medserve-client info --json
     medserve-client classify chest.png ct.dcm --top-k 2 --json
     medserve-client --url http://127.0.0.1:8000 classify scans/*.png
+    medserve-client explain scan.dcm --out overlay.png          # Grad-CAM, supportive only
+    medserve-client explain a.png b.dcm --out-dir overlays/ --class lesion
 
 Errors are one line on stderr and an exit status per error class (see
 :mod:`medserve_client.exceptions`), never a traceback. The bearer token is
@@ -21,6 +23,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, TextIO
 
 from medserve_client._client import Client
@@ -78,6 +81,30 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument(
         "--window", default=None, metavar="CENTER,WIDTH", help="DICOM window override, e.g. 40,400"
     )
+    explain = commands.add_parser(
+        "explain", help="Grad-CAM heatmap overlays (supportive only, not a diagnosis)"
+    )
+    explain.add_argument("paths", nargs="+", metavar="PATH", help="PNG, JPEG, DICOM... files")
+    where = explain.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, default=None, help="overlay PNG (one input only)")
+    where.add_argument(
+        "--out-dir",
+        type=Path,
+        default=None,
+        help="folder for <name>.overlay.png per input (default: beside each input)",
+    )
+    explain.add_argument(
+        "--class",
+        dest="class_name",
+        default=None,
+        metavar="LABEL|INDEX",
+        help="class to explain (default: the predicted class)",
+    )
+    explain.add_argument("--json", action="store_true", help="one JSON object per line")
+    explain.add_argument("--frame", type=int, default=None, help="frame of multi-frame DICOM")
+    explain.add_argument(
+        "--window", default=None, metavar="CENTER,WIDTH", help="DICOM window override, e.g. 40,400"
+    )
     return parser
 
 
@@ -103,6 +130,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
                 return _health(client, args, out)
             if args.command == "info":
                 return _info(client, args, out)
+            if args.command == "explain":
+                return _explain(client, args, out)
             return _classify(client, args, out)
     except MedServeError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -140,6 +169,15 @@ def _info(client: Client, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _classify(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    inputs = _inputs(args)
+    predictions = client.classify(inputs, top_k=args.top_k)
+    for path, prediction in zip(args.paths, predictions, strict=True):
+        print(_format(path, prediction, as_json=args.json), file=out)
+    return 0
+
+
+def _inputs(args: argparse.Namespace) -> list[Any]:
+    """The paths, wrapped in DicomSource where a frame or window applies to a DICOM file."""
     window = _parse_window(args.window)
     inputs: list[Any] = []
     for path in args.paths:
@@ -147,10 +185,54 @@ def _classify(client: Client, args: argparse.Namespace, out: TextIO) -> int:
             inputs.append(DicomSource(path, frame=args.frame, window=window))
             continue
         inputs.append(path)
-    predictions = client.classify(inputs, top_k=args.top_k)
-    for path, prediction in zip(args.paths, predictions, strict=True):
-        print(_format(path, prediction, as_json=args.json), file=out)
-    return 0
+    return inputs
+
+
+def _explain(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    """Explain each file on its own: a file that cannot be read fails alone."""
+    if args.out is not None and len(args.paths) != 1:
+        raise InvalidInputError("--out takes one input; use --out-dir for several")
+    class_index: int | str | None = args.class_name
+    if isinstance(class_index, str) and class_index.lstrip("-").isdigit():
+        class_index = int(class_index)
+    status = 0
+    for path, item in zip(args.paths, _inputs(args), strict=True):
+        try:
+            explanation = client.explain(item, class_index=class_index)[0]
+        except InvalidInputError as exc:
+            if "class" in str(exc) and "does not exist" in str(exc):
+                raise  # The same for every file: stop at once.
+            print(f"error: {exc}", file=sys.stderr)
+            status = max(status, exc.exit_code)
+            continue
+        target = args.out or _overlay_path(Path(path), args.out_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        explanation.overlay.save(target, format="PNG")
+        prediction = explanation.prediction
+        if args.json:
+            record = {
+                "path": path,
+                "overlay": str(target),
+                "explained": explanation.label,
+                "label": prediction.label,
+                "score": prediction.score,
+                "model": prediction.model_name,
+                "version": prediction.model_version,
+                "note": explanation.note,
+            }
+            print(json.dumps(record), file=out)
+        else:
+            print(
+                f"{path}\t{prediction.label}={prediction.score:.4f}\theatmap of "
+                f"{explanation.label!r} -> {target}\t({explanation.note})",
+                file=out,
+            )
+    return status
+
+
+def _overlay_path(path: Path, out_dir: Path | None) -> Path:
+    name = f"{path.stem}.overlay.png"
+    return (out_dir / name) if out_dir is not None else path.with_name(name)
 
 
 def _parse_window(text: str | None) -> Window | None:

@@ -11,10 +11,13 @@ Steps, each printed as it happens:
    nothing that decides the training changed);
 2. export it into the model repository and verify it (skipped when the newest
    version already holds this training run; verified either way);
-3. start the real ``tritonserver`` on the repository (:class:`LocalTriton`);
-4. classify a generated PNG and JPEG of each class and pydicom's real
-   ``CT_small.dcm`` and ``MR_small.dcm`` through the client library;
-5. run a concurrent burst and report throughput, p50/p99 latency and the
+3. measure the explanations (pointing game and sanity check on held-out
+   synthetic lesions, :mod:`medserve.explain.demo_steps`; reused when fresh);
+4. start the real ``tritonserver`` on the repository (:class:`LocalTriton`);
+5. classify a generated PNG and JPEG of each class and pydicom's real
+   ``CT_small.dcm`` and ``MR_small.dcm`` through the client library, and
+   explain one lesion scan through ``medcnn_explain`` (an overlay PNG);
+6. run a concurrent burst and report throughput, p50/p99 latency and the
    batching ratio (inferences per model execution, from Triton's statistics
    diffed over the burst); then stop the server.
 
@@ -46,6 +49,7 @@ DEFAULT_WORK = Path("work")
 DEFAULT_REPO = Path("model_repository")
 MODEL_NAME = "medcnn"
 DICOM_SAMPLES = ("CT_small.dcm", "MR_small.dcm")
+STEPS = 6
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def step(number: int, text: str) -> None:
     """Print a step heading."""
-    print(f"\n[{number}/5] {text}", flush=True)
+    print(f"\n[{number}/{STEPS}] {text}", flush=True)
 
 
 def train_model(work: Path, *, retrain: bool) -> Any:
@@ -105,7 +109,8 @@ def export_model_once(trained: Any, repo: Path) -> int:
             card = read_model_card(repo / MODEL_NAME / str(newest))
         except MedServeError:
             card = {}
-        if card.get("training_run") == run:
+        explain_version = repo / f"{MODEL_NAME}_explain" / str(newest)
+        if card.get("training_run") == run and explain_version.is_dir():
             try:
                 report = verify_repository(repo, model_name=MODEL_NAME, version=newest)
             except VerificationError as exc:
@@ -188,9 +193,10 @@ def burst(client: Any, stats_client: Any, *, duration_s: float, concurrency: int
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the five steps; returns the exit status."""
+    """Run the six steps; returns the exit status."""
     import tritonclient.grpc as grpcclient
 
+    from medserve.explain.demo_steps import explain_sample, print_explanation_quality
     from medserve.local_triton import LocalTriton
     from medserve.tf_logging import quiet_tensorflow
     from medserve_client import Client
@@ -202,7 +208,9 @@ def run(args: argparse.Namespace) -> int:
     trained = train_model(work, retrain=args.retrain)
     step(2, f"export a Triton model repository to {args.repo} and verify it")
     export_model_once(trained, args.repo)
-    step(3, "start the real tritonserver (nvidia-pytriton wheel, CPU, Python backend)")
+    step(3, "explanation quality: Grad-CAM on held-out synthetic lesions (in-process)")
+    print_explanation_quality(trained)
+    step(4, "start the real tritonserver (nvidia-pytriton wheel, CPU, Python backend)")
     started = time.monotonic()
     with LocalTriton(args.repo, log_path=work / "tritonserver.log") as server:
         print(
@@ -216,9 +224,11 @@ def run(args: argparse.Namespace) -> int:
                 f"{info.input_datatype}{list(info.input_shape)}, labels {list(info.labels)}, "
                 f"max batch {info.max_batch_size}"
             )
-            step(4, "classify real files through the client (PNG, JPEG, DICOM)")
-            classify_samples(client, sample_inputs(work), work)
-            step(5, f"burst: {args.concurrency} requests in flight for {args.burst_s:.0f} s")
+            step(5, "classify real files through the client (PNG, JPEG, DICOM); explain one")
+            samples = sample_inputs(work)
+            classify_samples(client, samples, work)
+            explain_sample(client, next(p for p in samples if p.stem.startswith("lesion")), work)
+            step(6, f"burst: {args.concurrency} requests in flight for {args.burst_s:.0f} s")
             stats_client = grpcclient.InferenceServerClient(server.grpc_url)
             try:
                 burst(client, stats_client, duration_s=args.burst_s, concurrency=args.concurrency)

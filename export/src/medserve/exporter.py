@@ -14,6 +14,8 @@ versions (see ``model_repository/README.md``)::
                                model.py, expected_io.npz, model_card.json}
     <repo>/<name>_preprocess/  decode + resize, no weights, same layout
     <repo>/<name>_encoded/     ensemble: image_bytes -> preprocess -> classifier
+    <repo>/<name>_explain/     Grad-CAM: image, class_index -> probabilities, heatmap
+                               (same configs; see medserve.explain.artifact)
 
 Order of writes, so an interruption never leaves a version Triton would load
 half-written: both version directories are built in hidden ``.tmp-*``
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medserve.errors import MedServeError, UsageError
+from medserve.explain.artifact import write_explain_version
 from medserve.model import check_classifier, model_image_size
 from medserve.model_card import build_model_card, write_model_card
 from medserve.model_config import (
@@ -41,6 +44,7 @@ from medserve.model_config import (
     classifier_config,
     config_path,
     ensemble_config,
+    explain_config,
     preprocess_config,
     preprocess_name,
     to_text,
@@ -86,6 +90,7 @@ class ExportResult:
         model_dir: ``<repo>/<name>``.
         preprocess_dir: ``<repo>/<name>_preprocess``.
         ensemble_dir: ``<repo>/<name>_encoded``.
+        explain_dir: ``<repo>/<name>_explain``.
         report: The verification that ran after the export.
     """
 
@@ -94,6 +99,7 @@ class ExportResult:
     model_dir: Path
     preprocess_dir: Path
     ensemble_dir: Path
+    explain_dir: Path
     report: VerifyReport = field(repr=False)
 
 
@@ -130,14 +136,19 @@ def export_model(
     model_dir = repo / spec.name
     prep_dir = repo / preprocess_name(spec)
     ens_dir = repo / spec.encoded_name
-    for path in (model_dir, prep_dir, ens_dir):
+    explain_dir = repo / spec.explain_name
+    for path in (model_dir, prep_dir, ens_dir, explain_dir):
         if path.exists() and not path.is_dir():
             raise UsageError(f"{path} is a file; the repository needs a model directory there")
-    number = choose_version([model_dir, prep_dir], version, force=force)
+    number = choose_version([model_dir, prep_dir, explain_dir], version, force=force)
     template = _backend_template()
     expected_input = _fixed_batch(spec)
 
-    with staged_directory(model_dir) as cls_tmp, staged_directory(prep_dir) as prep_tmp:
+    with (
+        staged_directory(model_dir) as cls_tmp,
+        staged_directory(prep_dir) as prep_tmp,
+        staged_directory(explain_dir) as explain_tmp,
+    ):
         log.info("writing %s version %d", spec.name, number)
         write_classifier_savedmodel(model, cls_tmp / SAVEDMODEL_DIRNAME, spec)
         (cls_tmp / TEMPLATE_FILENAME).write_bytes(template)
@@ -161,11 +172,21 @@ def export_model(
         prechecked[prep_dir.name] = check_preprocess_savedmodel(prep_tmp, spec)
         write_model_card(prep_tmp, build_model_card(None, spec, version=number, role="preprocess"))
 
-        commit_directories(
-            [(cls_tmp, model_dir / str(number)), (prep_tmp, prep_dir / str(number))], force=force
+        log.info("writing %s version %d", spec.explain_name, number)
+        prechecked[spec.explain_name] = write_explain_version(
+            model, explain_tmp, spec, version=number, template=template, images=expected_input
         )
 
-    _write_top_level(spec, options, model_dir, prep_dir, ens_dir)
+        commit_directories(
+            [
+                (cls_tmp, model_dir / str(number)),
+                (prep_tmp, prep_dir / str(number)),
+                (explain_tmp, explain_dir / str(number)),
+            ],
+            force=force,
+        )
+
+    _write_top_level(spec, options, model_dir, prep_dir, ens_dir, explain_dir)
     report = verify_repository(
         repo, model_name=spec.name, version=number, reference_model=model, prechecked=prechecked
     )
@@ -175,6 +196,7 @@ def export_model(
         model_dir=model_dir,
         preprocess_dir=prep_dir,
         ensemble_dir=ens_dir,
+        explain_dir=explain_dir,
         report=report,
     )
 
@@ -201,9 +223,14 @@ def check_model_matches_spec(model: keras.Model, spec: ModelSpec) -> None:
 
 
 def _write_top_level(
-    spec: ModelSpec, options: ServingOptions, model_dir: Path, prep_dir: Path, ens_dir: Path
+    spec: ModelSpec,
+    options: ServingOptions,
+    model_dir: Path,
+    prep_dir: Path,
+    ens_dir: Path,
+    explain_dir: Path,
 ) -> None:
-    """Replace configs, labels and spec of the three models, each atomically."""
+    """Replace configs, labels and spec of the four models, each atomically."""
     labels = "".join(f"{label}\n" for label in spec.labels)
     for kind in CONFIG_KINDS:
         write_text_atomic(
@@ -212,10 +239,14 @@ def _write_top_level(
         write_text_atomic(
             config_path(prep_dir, kind), to_text(preprocess_config(spec, kind, options))
         )
+        write_text_atomic(
+            config_path(explain_dir, kind), to_text(explain_config(spec, kind, options))
+        )
     write_text_atomic(model_dir / LABELS_FILENAME, labels)
     write_text_atomic(model_dir / SPEC_FILENAME, spec.to_json())
     write_text_atomic(ens_dir / "config.pbtxt", to_text(ensemble_config(spec)))
     write_text_atomic(ens_dir / LABELS_FILENAME, labels)
+    write_text_atomic(explain_dir / LABELS_FILENAME, labels)
     # An ensemble has no model files, but Triton still wants a version directory.
     (ens_dir / "1").mkdir(parents=True, exist_ok=True)
 

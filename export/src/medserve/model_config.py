@@ -25,7 +25,7 @@ never include it (``[224, 224, 3]``, not ``[-1, 224, 224, 3]``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -166,6 +166,34 @@ def classifier_config(
         )
         accelerator.parameters["precision_mode"] = "FP16"
         accelerator.parameters["max_workspace_size_bytes"] = str(options.tensorrt_workspace_bytes)
+    return config
+
+
+def explain_config(
+    spec: ModelSpec, kind: ConfigKind, options: ServingOptions | None = None
+) -> mc.ModelConfig:
+    """Build the Grad-CAM model's (``<name>_explain``) config for one deployment ``kind``.
+
+    The classifier's config with the same dynamic batching, queue bounds and
+    instances, plus the ``class_index`` input (INT32 ``[1]``, ``-1`` for the
+    predicted class) and the ``heatmap`` output (FP32 ``[H, W]``). No TF-TRT:
+    the graph holds gradient ops, and explanations are a low-volume path.
+    One warm-up at batch 1 (class 0, zeros) builds the graph before ready.
+    """
+    options = options or ServingOptions()
+    config = classifier_config(spec, kind, replace(options, tensorrt_fp16=False))
+    config.name = spec.explain_name
+    config.input.add(name=spec.class_index_name, data_type=mc.TYPE_INT32, dims=[1])
+    config.output.add(name=spec.heatmap_name, data_type=mc.TYPE_FP32, dims=list(spec.image_size))
+    del config.model_warmup[:]
+    warmup = config.model_warmup.add(name="zeros_batch_1", batch_size=1)
+    for name, data_type, dims in (
+        (spec.input_name, mc.TYPE_UINT8, spec.input_shape),
+        (spec.class_index_name, mc.TYPE_INT32, (1,)),
+    ):
+        warmup.inputs[name].data_type = data_type
+        warmup.inputs[name].dims.extend(dims)
+        warmup.inputs[name].zero_data = True
     return config
 
 

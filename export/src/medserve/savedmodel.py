@@ -78,7 +78,7 @@ def write_classifier_savedmodel(model: keras.Model, path: Path, spec: ModelSpec)
             tf.TensorSpec(shape=(None, *spec.input_shape), dtype=tf.uint8, name=spec.input_name)
         ],
     )
-    _write_archive(archive, path)
+    write_archive(archive, path)
 
 
 def write_preprocess_savedmodel(path: Path, spec: ModelSpec) -> None:
@@ -135,10 +135,10 @@ def write_preprocess_savedmodel(path: Path, spec: ModelSpec) -> None:
             tf.TensorSpec(shape=(None, 1), dtype=tf.string, name=spec.encoded_input_name)
         ],
     )
-    _write_archive(archive, path)
+    write_archive(archive, path)
 
 
-def _write_archive(archive: Any, path: Path) -> None:
+def write_archive(archive: Any, path: Path) -> None:
     """Write ``archive`` to ``path`` quietly (Keras prints a summary to stdout)."""
     import contextlib
     import io

@@ -21,10 +21,13 @@ from pathlib import Path
 
 from medserve.errors import UsageError
 from medserve_client.contract import (
+    CLASS_INDEX_NAME,
     ENCODED_INPUT_NAME,
+    HEATMAP_NAME,
     INPUT_NAME,
     OUTPUT_NAME,
     encoded_model,
+    explain_model,
 )
 
 SPEC_FILENAME = "medserve_spec.json"
@@ -61,6 +64,9 @@ class ModelSpec:
         output_name: Name of the probability output tensor.
         max_pixels: Largest image (width x height) the server-side decoders
             accept; larger ones are refused from their header, before decoding.
+        class_index_name: Name of the explain model's class input (INT32,
+            ``-1`` for the predicted class).
+        heatmap_name: Name of the explain model's Grad-CAM output (FP32 ``[H, W]``).
     """
 
     name: str = "medcnn"
@@ -72,6 +78,8 @@ class ModelSpec:
     encoded_input_name: str = ENCODED_INPUT_NAME
     output_name: str = OUTPUT_NAME
     max_pixels: int = DEFAULT_MAX_PIXELS
+    class_index_name: str = CLASS_INDEX_NAME
+    heatmap_name: str = HEATMAP_NAME
 
     def __post_init__(self) -> None:
         if not _MODEL_NAME.match(self.name):
@@ -113,6 +121,11 @@ class ModelSpec:
     def encoded_name(self) -> str:
         """Triton model name of the encoded-bytes entry point (the ensemble)."""
         return encoded_model(self.name)
+
+    @property
+    def explain_name(self) -> str:
+        """Triton model name of the Grad-CAM model (probabilities + heatmap)."""
+        return explain_model(self.name)
 
     def to_json(self) -> str:
         """Serialise to a stable, human-readable JSON document."""

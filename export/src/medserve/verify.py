@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from medserve.decode_guard import REFUSAL_TEXT, png_header
 from medserve.errors import MedServeError, VerificationError
+from medserve.explain.artifact import check_explain_savedmodel
 from medserve.loaders import read_signature, run_eager, run_session
 from medserve.model_card import read_model_card
 from medserve.model_config import CONFIG_KINDS, config_path, preprocess_name
@@ -38,7 +39,12 @@ from medserve.spec import (
     SPEC_FILENAME,
     ModelSpec,
 )
-from medserve.verify_config import check_classifier_config, check_ensemble, check_preprocess_config
+from medserve.verify_config import (
+    check_classifier_config,
+    check_ensemble,
+    check_explain_config,
+    check_preprocess_config,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -178,6 +184,24 @@ def verify_repository(
 
     ens_dir = repo / spec.encoded_name
     passed(ens_dir / "config.pbtxt", check_ensemble(ens_dir, model_dir, prep_dir, spec))
+
+    explain_version_dir = repo / spec.explain_name / str(version)
+    if not explain_version_dir.is_dir():
+        raise VerificationError(
+            f"no Grad-CAM model version {explain_version_dir}; export writes it with the "
+            "classifier (re-export with medserve export)"
+        )
+    _check_checksums(explain_version_dir, passed)
+    explain_signature = read_signature(explain_version_dir / SAVEDMODEL_DIRNAME)
+    for kind in CONFIG_KINDS:
+        path = config_path(explain_version_dir.parent, kind)
+        classifier = config_path(model_dir, kind)
+        passed(path, check_explain_config(path, kind, spec, explain_signature, classifier))
+    details = prechecked.get(spec.explain_name)
+    if details is None:
+        details = check_explain_savedmodel(explain_version_dir, spec)
+    for detail in details:
+        passed(explain_version_dir / SAVEDMODEL_DIRNAME, detail)
     return report
 
 

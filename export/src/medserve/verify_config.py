@@ -76,6 +76,35 @@ def check_classifier_config(
     )
 
 
+def check_explain_config(
+    path: Path, kind: ConfigKind, spec: ModelSpec, signature: SignatureInfo, classifier: Path
+) -> str:
+    """Check one Grad-CAM model config against its SavedModel and the classifier's config.
+
+    The explain model must batch dynamically with the very queue bounds of
+    the classifier's config of the same ``kind`` (``classifier``), so that an
+    explanation burst is refused the same way a classification burst is.
+    """
+    config = parse_config(path)
+    _check_common(config, path, kind, spec.explain_name, spec.max_batch_size)
+    _match_signature(config, path, signature)
+    if not config.HasField("dynamic_batching"):
+        raise VerificationError(f"{path}: dynamic_batching is missing")
+    reference = parse_config(classifier)
+    mine = config.dynamic_batching.default_queue_policy
+    theirs = reference.dynamic_batching.default_queue_policy
+    if mine != theirs or (
+        config.dynamic_batching.max_queue_delay_microseconds
+        != reference.dynamic_batching.max_queue_delay_microseconds
+    ):
+        raise VerificationError(
+            f"{path}: dynamic batching and queue policy must equal the classifier's ({classifier})"
+        )
+    _check_instances(config, path, mc.ModelInstanceGroup.KIND_GPU if kind == "gpu" else None)
+    _check_warmup(config, path)
+    return f"{_where(config)}, {_describe(config)}, queue <= {mine.max_queue_size} (as {spec.name})"
+
+
 def check_preprocess_config(
     path: Path, kind: ConfigKind, spec: ModelSpec, signature: SignatureInfo
 ) -> str:

@@ -6,17 +6,18 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from client_fakes import FakeTransport
+
+from medserve_client.testing import MockTransport
 
 
 @pytest.fixture
-def fake() -> FakeTransport:
+def fake() -> MockTransport:
     """A fresh fake transport."""
-    return FakeTransport()
+    return MockTransport()
 
 
 @pytest.fixture
-def make_client(fake: FakeTransport) -> Iterator[Callable[..., Any]]:
+def make_client(fake: MockTransport) -> Iterator[Callable[..., Any]]:
     """Build Clients on the fake transport; closes them after the test."""
     from medserve_client import Client
 

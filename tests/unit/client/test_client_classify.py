@@ -9,19 +9,21 @@ from typing import Any
 
 import numpy as np
 import pytest
-from client_fakes import (
-    FakeTransport,
-    fake_probabilities,
-    first_image_calls_meet,
-    gray,
-    png_bytes,
-)
+from client_fakes import gray, png_bytes
 
 from medserve_client import Client, InvalidInputError, ServerUnavailableError
+from medserve_client.testing import MockTransport, brightness
+from medserve_client.transport import InferCall
+
+
+def _array(call: InferCall) -> np.ndarray:
+    """The tensor a request carried by value."""
+    assert call.array is not None
+    return call.array
 
 
 def test_model_info_is_read_from_metadata_config_and_classification_labels(
-    make_client: Callable[..., Client], fake: FakeTransport
+    make_client: Callable[..., Client], fake: MockTransport
 ) -> None:
     fake.labels = ("benign", "malignant")
     info = make_client().model_info()
@@ -31,7 +33,7 @@ def test_model_info_is_read_from_metadata_config_and_classification_labels(
     assert fake.calls[0].outputs[0].class_count == 2  # Labels came from the server.
 
 
-def test_model_info_is_cached(make_client: Callable[..., Client], fake: FakeTransport) -> None:
+def test_model_info_is_cached(make_client: Callable[..., Client], fake: MockTransport) -> None:
     client = make_client()
     assert client.model_info() is client.model_info()
     assert len(fake.calls) == 1
@@ -44,7 +46,7 @@ def test_classify_returns_one_prediction_per_input_in_order_with_top_k(
     predictions = make_client().classify([gray(v) for v in values], top_k=2)
     assert [p.label for p in predictions] == ["normal", "lesion", "normal", "lesion", "lesion"]
     for value, prediction in zip(values, predictions, strict=True):
-        expected = fake_probabilities(gray(value)[None])[0]
+        expected = brightness(gray(value)[None])[0]
         np.testing.assert_allclose(prediction.probabilities, expected)
         assert prediction.score == pytest.approx(float(expected.max()))
         assert len(prediction.top_k) == 2 and prediction.top_k[0][0] == prediction.label
@@ -61,7 +63,7 @@ def test_a_single_input_or_a_4d_batch_is_accepted(make_client: Callable[..., Cli
 
 
 def test_batches_larger_than_max_batch_size_are_split_sent_concurrently_and_kept_in_order(
-    make_client: Callable[..., Client], fake: FakeTransport
+    make_client: Callable[..., Client], fake: MockTransport
 ) -> None:
     barrier = threading.Barrier(3, timeout=5)
 
@@ -74,7 +76,7 @@ def test_batches_larger_than_max_batch_size_are_split_sent_concurrently_and_kept
     fake.on_infer = wait_for_siblings
     values = list(range(0, 250, 25))  # 10 images, max batch 4: chunks of 4, 4, 2.
     predictions = client.classify([gray(v) for v in values])
-    sizes = sorted(call.array.shape[0] for call in fake.calls[1:])
+    sizes = sorted(_array(call).shape[0] for call in fake.calls[1:])
     assert sizes == [2, 4, 4]
     lesion = [float(p.probabilities[1]) for p in predictions]
     assert lesion == pytest.approx([v / 255 for v in values], abs=1e-6)
@@ -92,7 +94,7 @@ def test_mixed_input_kinds_in_one_call(make_client: Callable[..., Client], tmp_p
 
 
 def test_an_invalid_input_fails_the_call_before_anything_is_sent(
-    make_client: Callable[..., Client], fake: FakeTransport
+    make_client: Callable[..., Client], fake: MockTransport
 ) -> None:
     client = make_client()
     client.model_info()
@@ -115,11 +117,24 @@ def test_top_k_larger_than_the_classes_lists_every_class(
 
 
 def test_classify_many_yields_in_input_order_with_bounded_requests_in_flight(
-    make_client: Callable[..., Client], fake: FakeTransport
+    make_client: Callable[..., Client], fake: MockTransport
 ) -> None:
     client = make_client()
     client.model_info()
-    fake.on_infer = first_image_calls_meet(2)
+    first_two = threading.Barrier(2, timeout=60)
+    arrivals = iter(range(1_000))
+    lock = threading.Lock()
+
+    def wait_for_a_sibling(call: InferCall) -> None:
+        # The first two requests wait for each other: this deadlocks (and the
+        # barrier breaks) unless classify_many has two in flight at once, so
+        # concurrency is shown without relying on timing.
+        with lock:
+            arrival = next(arrivals)
+        if arrival < 2:
+            first_two.wait()
+
+    fake.on_infer = wait_for_a_sibling
     consumed: list[int] = []
 
     def source() -> Any:
@@ -134,23 +149,23 @@ def test_classify_many_yields_in_input_order_with_bounded_requests_in_flight(
         assert len(consumed) <= len(results) + 4
     assert [round(float(p.probabilities[1]) * 255) for p in results] == [v * 6 for v in range(40)]
     assert 1 < fake.max_in_flight <= 4
-    assert all(call.array.shape[0] == 1 for call in fake.calls[1:])
+    assert all(_array(call).shape[0] == 1 for call in fake.calls[1:])
 
 
 def test_send_encoded_sends_file_bytes_to_the_encoded_entry_point(
-    make_client: Callable[..., Client], fake: FakeTransport
+    make_client: Callable[..., Client], fake: MockTransport
 ) -> None:
     png = png_bytes(gray(100, size=16))
     client = make_client(send_encoded=True)
     (prediction,) = client.classify(png)
     call = fake.calls[-1]
     assert call.model == "medcnn_encoded" and call.input_name == "image_bytes"
-    assert call.datatype == "BYTES" and call.array.shape == (1, 1) and call.array[0, 0] == png
+    assert call.datatype == "BYTES" and _array(call).shape == (1, 1) and _array(call)[0, 0] == png
     assert prediction.model_name == "medcnn_encoded" and prediction.label == "normal"
 
 
 def test_shared_memory_regions_are_registered_once_reused_and_unlinked_on_close(
-    fake: FakeTransport,
+    fake: MockTransport,
 ) -> None:
     client = Client("127.0.0.1:1", transport=fake, shared_memory=True, retries=0)
     first = client.classify([gray(10), gray(250)])
@@ -168,7 +183,7 @@ def test_shared_memory_regions_are_registered_once_reused_and_unlinked_on_close(
 
 
 def test_shared_memory_is_unlinked_on_close_even_after_a_failed_request(
-    fake: FakeTransport,
+    fake: MockTransport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = Client("127.0.0.1:1", transport=fake, shared_memory=True, retries=0)
     client.model_info()
@@ -177,7 +192,7 @@ def test_shared_memory_is_unlinked_on_close_even_after_a_failed_request(
         client.classify(gray(10))
     names = list(fake.registered)
     assert names
-    fake.unregister_shm = _raise_unavailable
+    monkeypatch.setattr(fake, "unregister_shm", _raise_unavailable)
     client.close()  # Server gone: unregistering fails, unlinking still happens.
     for name in names:
         with pytest.raises(FileNotFoundError):
@@ -214,7 +229,7 @@ def test_ready_and_wait_until_ready_use_server_and_model_readiness(
 
 
 def test_closing_classify_many_early_stops_reading_the_input(
-    make_client: Callable[..., Client], fake: FakeTransport
+    make_client: Callable[..., Client], fake: MockTransport
 ) -> None:
     client = make_client()
     taken: list[int] = []

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from client_fakes import FakeTransport
 from pydicom.data import get_testdata_file
 
 from medserve_client import Client, DicomSource, InvalidInputError, Window
 from medserve_client._inputs import prepare_encoded, prepare_tensor
 from medserve_client.preprocessing._dicom import dicom_to_rgb
+from medserve_client.testing import MockTransport
 
 
 def _local(name: str) -> str:
@@ -183,7 +183,7 @@ def test_no_patient_attribute_reaches_messages_or_logs(
         with pytest.raises(InvalidInputError) as info:
             prepare_tensor(value, index=0, target_hw=(8, 8))
         messages.append(str(info.value))
-    fake = FakeTransport(max_batch_size=2)
+    fake = MockTransport(max_batch_size=2)
     with Client("127.0.0.1:1", transport=fake, retries=0) as client:
         client.classify([CT, dataset, DicomSource(CT, window=Window(center=0, width=100))])
         with pytest.raises(InvalidInputError) as info:

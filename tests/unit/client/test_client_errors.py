@@ -7,7 +7,7 @@ import socket
 from collections.abc import Callable
 
 import pytest
-from client_fakes import FakeTransport, gray
+from client_fakes import gray
 from tritonclient.utils import InferenceServerException
 
 from medserve_client import (
@@ -26,6 +26,7 @@ from medserve_client import (
 )
 from medserve_client._retry import Deadline, call_with_retry
 from medserve_client._transport import Endpoint, map_error, mapped
+from medserve_client.testing import MockTransport
 
 ENDPOINT = Endpoint(url="triton.example:8001", protocol="grpc")
 
@@ -244,7 +245,7 @@ def test_a_success_after_retries_returns_the_value() -> None:
     assert result == "ok"
 
 
-def test_the_client_retries_an_overloaded_request_then_succeeds(fake: FakeTransport) -> None:
+def test_the_client_retries_an_overloaded_request_then_succeeds(fake: MockTransport) -> None:
     from tritonclient.utils import InferenceServerException as Exc
 
     client = Client("127.0.0.1:1", transport=fake, retries=Retry(attempts=3, backoff_s=0.001))
@@ -256,7 +257,7 @@ def test_the_client_retries_an_overloaded_request_then_succeeds(fake: FakeTransp
 
 
 def test_the_client_does_not_retry_an_invalid_input(
-    make_client: Callable[..., Client], fake: FakeTransport
+    make_client: Callable[..., Client], fake: MockTransport
 ) -> None:
     client = make_client(retries=5)
     client.model_info()

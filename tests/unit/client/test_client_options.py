@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from client_fakes import AsyncFake, FakeTransport, first_image_calls_meet, gray, png_bytes
+from client_fakes import gray, png_bytes
 
 from medserve_client import TLS, AsyncClient, Client, InvalidInputError
 from medserve_client._core import parse_url
 from medserve_client._transport import grpc_headers
+from medserve_client.testing import AsyncMockTransport, MockTransport
+from medserve_client.transport import InferCall
 
 
 @pytest.mark.parametrize(
@@ -68,7 +71,7 @@ def test_headers_and_bearer_token_reach_every_request_but_not_the_url() -> None:
 
 
 def test_cli_classify_prints_one_json_object_per_path(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake: FakeTransport
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake: MockTransport
 ) -> None:
     from medserve_client import cli
 
@@ -87,7 +90,7 @@ def test_cli_classify_prints_one_json_object_per_path(
     assert len(rows[0]["top_k"]) == 2
 
 
-def test_cli_health_and_info(monkeypatch: pytest.MonkeyPatch, fake: FakeTransport) -> None:
+def test_cli_health_and_info(monkeypatch: pytest.MonkeyPatch, fake: MockTransport) -> None:
     from medserve_client import cli
 
     _patch_client(monkeypatch, fake)
@@ -101,7 +104,7 @@ def test_cli_health_and_info(monkeypatch: pytest.MonkeyPatch, fake: FakeTranspor
 
 
 def test_cli_errors_are_one_line_with_the_exit_status_of_their_class(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fake: FakeTransport
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fake: MockTransport
 ) -> None:
     from medserve_client import cli
 
@@ -114,7 +117,7 @@ def test_cli_errors_are_one_line_with_the_exit_status_of_their_class(
     assert status == 2 and "CENTER,WIDTH" in capsys.readouterr().err
 
 
-def _patch_client(monkeypatch: pytest.MonkeyPatch, fake: FakeTransport) -> None:
+def _patch_client(monkeypatch: pytest.MonkeyPatch, fake: MockTransport) -> None:
     from medserve_client import cli
 
     real = cli.Client
@@ -125,14 +128,22 @@ def _patch_client(monkeypatch: pytest.MonkeyPatch, fake: FakeTransport) -> None:
     monkeypatch.setattr(cli, "Client", build)
 
 
-def test_async_client_has_the_same_surface_and_results(fake: FakeTransport) -> None:
+def test_async_client_has_the_same_surface_and_results(fake: MockTransport) -> None:
+    first_two = threading.Barrier(2, timeout=5)
+    waited: list[InferCall] = []
+
+    def wait_for_a_sibling(call: InferCall) -> None:
+        # Deadlocks unless two of classify_many's requests are in flight together.
+        if call.array is not None and call.array.shape[0] == 1 and len(waited) < 2:
+            waited.append(call)
+            first_two.wait()
+
     async def run() -> tuple[Any, ...]:
-        async with AsyncClient("x:1", transport=AsyncFake(fake), retries=0) as client:
+        async with AsyncClient("x:1", transport=AsyncMockTransport(fake), retries=0) as client:
             assert await client.ready()
             info = await client.model_info()
             batch = await client.classify([gray(v) for v in range(0, 250, 25)], top_k=2)
-            fake.max_in_flight = 0
-            fake.on_infer = first_image_calls_meet(2)  # classify_many keeps 2+ in flight.
+            fake.on_infer = wait_for_a_sibling
             many = [
                 p async for p in client.classify_many((gray(v) for v in range(20)), concurrency=5)
             ]
@@ -148,11 +159,13 @@ def test_async_client_has_the_same_surface_and_results(fake: FakeTransport) -> N
     assert fake.closed
 
 
-def test_async_client_shared_memory_is_unlinked_on_close(fake: FakeTransport) -> None:
+def test_async_client_shared_memory_is_unlinked_on_close(fake: MockTransport) -> None:
     from multiprocessing import shared_memory
 
     async def run() -> list[Any]:
-        async with AsyncClient("x:1", transport=AsyncFake(fake), shared_memory=True) as client:
+        async with AsyncClient(
+            "x:1", transport=AsyncMockTransport(fake), shared_memory=True
+        ) as client:
             return await client.classify([gray(10), gray(250)])
 
     predictions = asyncio.run(run())
@@ -190,9 +203,11 @@ def test_http_transport_gives_each_thread_its_own_client_and_drops_those_of_dead
         thread.start()
     for thread in threads:
         thread.join()
+    clients = [mine, *seen]
     assert len(seen) == 3
-    assert all(a is not b for i, a in enumerate([mine, *seen]) for b in [mine, *seen][i + 1 :])
+    assert all(a is not b for i, a in enumerate(clients) for b in clients[i + 1 :])
     assert len(transport._clients) == 4  # Still referenced here: still tracked.
+    del clients
     seen.clear()
     gc.collect()
     assert list(transport._clients) == [mine]  # Clients of finished threads are gone.
@@ -220,13 +235,11 @@ def test_the_admin_key_goes_only_with_admin_calls(url: str, header: str) -> None
         Request.infer(importlib.import_module(f"tritonclient.{protocol}"), call),
     ]
     admin = [
-        Request.statistics("medcnn", timeout_s=1.0),
         Request.register_shm("r", "/k", 16, timeout_s=1.0),
         Request.unregister_shm("r", timeout_s=1.0),
     ]
     for request in plain:
-        sent = request.kwargs_for(protocol, headers)["headers"]
-        assert sent == {"x-team": "radiology"}
+        assert request.kwargs_for(protocol, headers)["headers"] == {"x-team": "radiology"}
     for request in admin:
         sent = request.kwargs_for(protocol, headers)["headers"]
         assert sent == {"x-team": "radiology", header: "s3cret-admin-key-0123"}

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from client_fakes import AsyncFake, FakeTransport, gray
+from client_fakes import gray
 from tritonclient.utils import InferenceServerException
 
 from medserve_client import (
@@ -25,6 +25,7 @@ from medserve_client import (
     ServerUnavailableError,
 )
 from medserve_client._retry import Deadline, call_with_retry, call_with_retry_async
+from medserve_client.testing import AsyncMockTransport, MockTransport
 
 
 class FakeClock:
@@ -152,7 +153,7 @@ def test_the_async_policy_retries_until_the_deadline_too() -> None:
 
 
 def test_the_default_client_rides_out_more_failures_than_a_fixed_count_allowed(
-    fake: FakeTransport,
+    fake: MockTransport,
 ) -> None:
     # Five refusals in a row: more than the three attempts of the old default.
     client = Client("127.0.0.1:1", transport=fake, timeout_s=30.0)
@@ -167,7 +168,7 @@ def test_the_default_client_rides_out_more_failures_than_a_fixed_count_allowed(
 
 
 def test_a_client_with_a_count_limit_gives_up_with_the_typed_error(
-    make_client: Callable[..., Client], fake: FakeTransport
+    make_client: Callable[..., Client], fake: MockTransport
 ) -> None:
     client = make_client(retries=Retry(attempts=2, backoff_s=0.001))
     client.model_info()
@@ -178,9 +179,9 @@ def test_a_client_with_a_count_limit_gives_up_with_the_typed_error(
     assert len(fake.calls) - before == 2 and info.value.__cause__ is not None
 
 
-def test_the_default_async_client_rides_out_an_outage_too(fake: FakeTransport) -> None:
+def test_the_default_async_client_rides_out_an_outage_too(fake: MockTransport) -> None:
     async def run() -> Any:
-        async with AsyncClient("x:1", transport=AsyncFake(fake), timeout_s=30.0) as client:
+        async with AsyncClient("x:1", transport=AsyncMockTransport(fake), timeout_s=30.0) as client:
             await client.model_info()
             before = len(fake.calls)
             fake.failures.extend([_refused()] * 4 + [_overloaded()])

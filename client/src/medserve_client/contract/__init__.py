@@ -32,14 +32,19 @@ from medserve_client.contract.metadata import (
 )
 from medserve_client.contract.names import (
     ADMIN_KEY_HEADER,
+    CLASS_INDEX_NAME,
     ENCODED_INPUT_NAME,
     ENCODED_SUFFIX,
+    EXPLAIN_SUFFIX,
     GRPC_RESTRICTED_PREFIX,
+    HEATMAP_NAME,
     INPUT_NAME,
     MAX_PIXELS_PARAMETER,
     OUTPUT_NAME,
+    PREDICTED_CLASS,
     PREPROCESS_SUFFIX,
     encoded_model,
+    explain_model,
     preprocess_model,
 )
 from medserve_client.contract.statistics import (
@@ -55,12 +60,16 @@ from medserve_client.contract.statistics import (
 
 __all__ = [
     "ADMIN_KEY_HEADER",
+    "CLASS_INDEX_NAME",
     "ENCODED_INPUT_NAME",
     "ENCODED_SUFFIX",
+    "EXPLAIN_SUFFIX",
     "GRPC_RESTRICTED_PREFIX",
+    "HEATMAP_NAME",
     "INPUT_NAME",
     "MAX_PIXELS_PARAMETER",
     "OUTPUT_NAME",
+    "PREDICTED_CLASS",
     "PREPROCESS_SUFFIX",
     "EncodedEntry",
     "ImageTarget",
@@ -70,6 +79,7 @@ __all__ = [
     "diff",
     "encoded_entry_from",
     "encoded_model",
+    "explain_model",
     "has_labels",
     "image_target_from",
     "model_info_from",

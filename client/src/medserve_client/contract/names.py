@@ -37,6 +37,18 @@ GRPC_RESTRICTED_PREFIX = "triton-grpc-protocol-"
 MAX_PIXELS_PARAMETER = "max_pixels"
 """Config parameter of every server-side decoder: the largest image it decodes."""
 
+EXPLAIN_SUFFIX = "_explain"
+"""``<model>_explain``: probabilities and a Grad-CAM heatmap from the same weights."""
+
+CLASS_INDEX_NAME = "class_index"
+"""The explain model's second input: ``INT32 [1]`` per item, the class to explain."""
+
+PREDICTED_CLASS = -1
+"""``class_index`` sentinel: explain the class the model predicts for that image."""
+
+HEATMAP_NAME = "heatmap"
+"""The explain model's second output: ``FP32 [H, W]`` per item, in [0, 1], input-aligned."""
+
 
 def encoded_model(model: str) -> str:
     """The name of ``model``'s encoded-bytes entry point."""
@@ -46,3 +58,8 @@ def encoded_model(model: str) -> str:
 def preprocess_model(model: str) -> str:
     """The name of ``model``'s server-side decoder."""
     return model + PREPROCESS_SUFFIX
+
+
+def explain_model(model: str) -> str:
+    """The name of ``model``'s Grad-CAM model."""
+    return model + EXPLAIN_SUFFIX

@@ -1,10 +1,11 @@
-"""The ``medserve`` command line: train, export, verify, serve.
+"""The ``medserve`` command line: train, export, verify, evaluate, serve.
 
 Usage::
 
     medserve train --synthetic --output work/model
     medserve export work/model/model.keras --repo model_repository
     medserve verify model_repository
+    medserve evaluate work/model/model.keras
     medserve serve model_repository
 
 Each subcommand lives in its own module with ``add_parser(subparsers)`` and
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 from medserve.errors import MedServeError
 
 # Subcommand modules, in the order `medserve --help` lists them.
-SUBCOMMANDS = ("train", "export", "verify", "serve")
+SUBCOMMANDS = ("train", "export", "verify", "evaluate", "serve")
 
 log = logging.getLogger("medserve")
 

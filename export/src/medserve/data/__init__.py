@@ -18,6 +18,7 @@ from medserve.data.dataset import LabelledImages, split_indices
 from medserve.data.folder import FolderListing, image_kind, list_image_folder, load_image_folder
 from medserve.data.synthetic import (
     generate_synthetic,
+    generate_synthetic_with_masks,
     synthetic_dataset,
     write_synthetic_folder,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "FolderListing",
     "LabelledImages",
     "generate_synthetic",
+    "generate_synthetic_with_masks",
     "image_kind",
     "list_image_folder",
     "load_image_folder",

@@ -5,6 +5,8 @@ Usage::
     images, labels, names = generate_synthetic(count_per_class=100, image_size=(224, 224), seed=0)
     names                      # ("normal", "lesion"); labels index into it
     write_synthetic_folder(Path("work/synthetic"), 20, (224, 224), seed=0)  # real PNG/JPEG files
+    images, labels, masks = generate_synthetic_with_masks(50, (224, 224), seed=1)
+    masks[labels == 1]         # bool (H, W) lesion discs; all False for normal images
 
 Each image is a greyscale field that looks like a cross-section: a dark
 background, a body-shaped soft-edged ellipse filled with low-frequency
@@ -80,8 +82,40 @@ def synthetic_dataset(
     return LabelledImages(images=images, labels=labels, label_names=names, keys=keys)
 
 
+def generate_synthetic_with_masks(
+    count_per_class: int, image_size: tuple[int, int] = (224, 224), seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`generate_synthetic` plus each image's lesion mask.
+
+    Returns:
+        ``(images, labels, masks)``: the same images and labels as
+        :func:`generate_synthetic` with the same arguments, and ``bool (N, H, W)``
+        masks that are True on the lesion disc (its radius, the half-brightness
+        rim) and all False for ``normal`` images.
+    """
+    _check(count_per_class, image_size)
+    height, width = image_size
+    images = np.empty((2 * count_per_class, height, width, 3), dtype=np.uint8)
+    masks = np.zeros((2 * count_per_class, height, width), dtype=bool)
+    labels = np.repeat(np.arange(len(LABELS), dtype=np.int64), count_per_class)
+    for position, label in enumerate(labels):
+        index = position % count_per_class
+        grey, masks[position] = synthetic_scan_and_mask(
+            image_size, seed=seed, label=int(label), index=index
+        )
+        images[position] = grey[:, :, None]
+    return images, labels, masks
+
+
 def synthetic_scan(image_size: tuple[int, int], *, seed: int, label: int, index: int) -> np.ndarray:
     """One greyscale ``uint8 (H, W)`` image; ``label`` 1 carries a lesion."""
+    return synthetic_scan_and_mask(image_size, seed=seed, label=label, index=index)[0]
+
+
+def synthetic_scan_and_mask(
+    image_size: tuple[int, int], *, seed: int, label: int, index: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`synthetic_scan` and its ``bool (H, W)`` lesion mask (all False without one)."""
     rng = np.random.default_rng([seed, label, index])
     height, width = image_size
     ys, xs = np.meshgrid(
@@ -107,10 +141,12 @@ def synthetic_scan(image_size: tuple[int, int], *, seed: int, label: int, index:
     organ_distance = _ellipse_distance(ys, xs, organ_centre, organ_axes, rng.uniform(-0.4, 0.4))
     organ = _soft_step(1.0 - organ_distance, sharpness=10.0)
     picture = 0.04 + body * (tissue - 0.04) + 0.08 * organ
+    mask = np.zeros(image_size, dtype=bool)
     if label == 1:
-        picture += _lesion(rng, ys, xs, organ_centre, organ_axes, image_size)
+        lesion, mask = _lesion(rng, ys, xs, organ_centre, organ_axes, image_size)
+        picture += lesion
     picture += rng.normal(0.0, 0.025, size=image_size)
-    return np.round(np.clip(picture, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return np.round(np.clip(picture, 0.0, 1.0) * 255.0).astype(np.uint8), mask
 
 
 def write_synthetic_folder(
@@ -234,8 +270,12 @@ def _lesion(
     centre: np.ndarray,
     axes: tuple[float, float],
     image_size: tuple[int, int],
-) -> np.ndarray:
-    """A bright round blob, well inside the given ellipse, of random radius and contrast."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """A bright round blob, well inside the given ellipse, and its disc mask.
+
+    The mask is the disc up to the radius, where the soft rim is at half
+    brightness. No random draw depends on it, so images are unchanged.
+    """
     # Rejection-free position: a random point at most 45% of the way to the edge
     # (a few positions on the last feature map, which Flatten + Dense must learn one by one).
     angle, reach = rng.uniform(0.0, 2.0 * np.pi), 0.45 * np.sqrt(rng.uniform(0.0, 1.0))
@@ -247,4 +287,4 @@ def _lesion(
     contrast = rng.uniform(*_LESION_CONTRAST)
     distance = np.sqrt((ys - cy) ** 2 + (xs - cx) ** 2)
     # A disc with a one-pixel soft rim: round at any size, no aliasing.
-    return contrast * _soft_step((radius - distance) / pixel, sharpness=2.0)
+    return contrast * _soft_step((radius - distance) / pixel, sharpness=2.0), distance <= radius
