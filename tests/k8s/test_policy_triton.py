@@ -367,10 +367,10 @@ MAX_HTTP_INPUT_BYTES = 64 * 1024 * 1024
 def test_http_request_size_is_bounded_by_triton_or_by_the_ingress(
     overlay_renders: list[Render], renders: dict[str, Render]
 ) -> None:
-    images = json.loads(TRITON_FLAGS_FILE.read_text(encoding="utf-8"))["images"]
+    releases = json.loads(TRITON_FLAGS_FILE.read_text(encoding="utf-8"))["images"]
     for render in overlay_renders:
-        image = triton(render)["image"]
-        if "http-max-input-size" in images[image]["flags"]:
+        release = TRITON_RELEASES[triton(render)["image"]]
+        if "http-max-input-size" in releases[release]["flags"]:
             assert 0 < int(one_arg(render, "http-max-input-size")) <= MAX_HTTP_INPUT_BYTES
         else:
             # 25.02 would refuse to start with it; its HTTP bound is the Ingress.
