@@ -10,8 +10,8 @@ Usage::
     with PeerServer(Path("work/model/model.keras"), workers=2) as peer:
         peer.url                                 # "http://127.0.0.1:PORT"
 
-This is what the source article proposes, built honestly: load the Keras
-model once per worker, put a small web API in front of it, run it under a
+This is the common way to put a Keras model behind an API, built honestly:
+load the Keras model once per worker, put a small web API in front of it, run it under a
 production WSGI server (gunicorn, one sync worker per core: the work is
 CPU-bound, so more workers only add TensorFlow runtimes fighting for the same
 cores) and call ``model.predict`` on each request as it arrives. It receives

@@ -81,6 +81,7 @@ def small_trained_model(tmp_path_factory: pytest.TempPathFactory) -> Any:
             output=tmp_path_factory.mktemp("small_model"),
             image_size=SMALL_SIZE,
             samples_per_class=60,
+            validation_split=0.2,  # 48 training images per class
             epochs=10,
             filters=(8, 16, 16),
             dense_units=32,

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from medserve.errors import UsageError
+from medserve.temperature import output_layer
 from medserve_client.contract import PREDICTED_CLASS
 
 if TYPE_CHECKING:
@@ -109,7 +110,10 @@ def gradcam_parts(model: keras.Model) -> GradcamParts:
     import keras
 
     conv = last_conv_layer(model)
-    head = model.layers[-1]
+    # The exported model may end in the calibration's temperature layer: the
+    # logits are those of the layer before it, the probabilities the model's
+    # (calibrated) output.
+    head = output_layer(model)
     if not isinstance(head, keras.layers.Dense | keras.layers.Activation | keras.layers.Softmax):
         raise UsageError(
             f"the last layer of {model.name!r} is a {type(head).__name__}; Grad-CAM needs a "
