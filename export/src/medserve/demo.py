@@ -116,6 +116,7 @@ def export_model_once(trained: Any, repo: Path, explanation: dict[str, Any] | No
     from medserve.exporter import export_model
     from medserve.model import load_classifier, model_image_size
     from medserve.model_card import read_model_card
+    from medserve.model_card_render import write_card_markdown
     from medserve.repository import existing_versions
     from medserve.spec import ModelSpec
     from medserve.verify import verify_repository
@@ -130,6 +131,8 @@ def export_model_once(trained: Any, repo: Path, explanation: dict[str, Any] | No
             card = {}
         explain_version = repo / contract.explain_model(MODEL_NAME) / str(newest)
         if card.get("training_run") == run and explain_version.is_dir():
+            # Render the card again: a newer medserve may render it differently.
+            write_card_markdown(repo / MODEL_NAME / str(newest))
             try:
                 report = verify_repository(repo, model_name=MODEL_NAME, version=newest)
             except VerificationError as exc:
@@ -151,7 +154,8 @@ def export_model_once(trained: Any, repo: Path, explanation: dict[str, Any] | No
     )
     print(
         f"  exported {MODEL_NAME} version {result.version} "
-        f"(+ {result.preprocess_dir.name}, {result.ensemble_dir.name}) to {repo}\n"
+        f"(+ {result.preprocess_dir.name}, {result.ensemble_dir.name}, {result.explain_dir.name}) "
+        f"to {repo}\n"
         f"  verify: {len(result.report.checks)} checks passed"
     )
     return result.version

@@ -41,6 +41,7 @@ from medserve.model_card import build_model_card, write_model_card
 from medserve.model_card_render import EXPLANATION_KEY, write_card_markdown
 from medserve.model_config import (
     CONFIG_KINDS,
+    EXPLAIN_CONFIG_KINDS,
     ServingOptions,
     classifier_config,
     config_path,
@@ -259,6 +260,7 @@ def _write_top_level(
         write_text_atomic(
             config_path(prep_dir, kind), to_text(preprocess_config(spec, kind, options))
         )
+    for kind in EXPLAIN_CONFIG_KINDS:
         write_text_atomic(
             config_path(explain_dir, kind), to_text(explain_config(spec, kind, options))
         )

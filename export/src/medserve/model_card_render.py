@@ -173,7 +173,12 @@ def _validation(card: Mapping[str, Any]) -> str:
         "| metric | value | 95 % interval |",
         "| --- | ---: | ---: |",
     ]
-    for key, result in (report.get("metrics") or {}).items():
+    metrics = report.get("metrics") or {}
+    # The card's order first (training.json stores its keys sorted).
+    for key in sorted(
+        metrics, key=lambda k: list(_METRIC_NAMES).index(k) if k in _METRIC_NAMES else 99
+    ):
+        result = metrics[key]
         low, high = (result.get("ci95") or [None, None])[:2]
         lines.append(
             f"| {_METRIC_NAMES.get(key, key)} | {_num(result.get('value'))} | "

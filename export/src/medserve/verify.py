@@ -32,7 +32,12 @@ from medserve.explain.artifact import check_explain_savedmodel
 from medserve.loaders import read_signature, run_eager, run_session
 from medserve.model_card import CARD_FILES, read_model_card
 from medserve.model_card_render import render_card_markdown
-from medserve.model_config import CONFIG_KINDS, config_path, preprocess_name
+from medserve.model_config import (
+    CONFIG_KINDS,
+    EXPLAIN_CONFIG_KINDS,
+    config_path,
+    preprocess_name,
+)
 from medserve.repository import existing_versions, file_checksums
 from medserve.spec import (
     LABELS_FILENAME,
@@ -196,7 +201,7 @@ def verify_repository(
         )
     _check_checksums(explain_version_dir, passed)
     explain_signature = read_signature(explain_version_dir / SAVEDMODEL_DIRNAME)
-    for kind in CONFIG_KINDS:
+    for kind in EXPLAIN_CONFIG_KINDS:
         path = config_path(explain_version_dir.parent, kind)
         classifier = config_path(model_dir, kind)
         passed(path, check_explain_config(path, kind, spec, explain_signature, classifier))
