@@ -2,11 +2,11 @@
 
 Usage::
 
-    with Callers(server.grpc_url, server.http_url, model="medcnn", images=images) as callers:
-        callers.check(worker)   # one classify through worker's protocol, answer checked
+    with closing(Callers(server.grpc_url, server.http_url, model="medcnn", images=images)) as c:
+        c.check(worker)   # one classify through worker's protocol, answer checked
 
-Worker ``n`` calls through a blocking gRPC client (``n % 3 == 0``), a blocking
-HTTP client (1) or an asyncio gRPC client on its own event loop (2). Every
+Worker ``n`` calls through a blocking gRPC client (``n % 4 == 0``), a blocking
+HTTP client (1), or an asyncio gRPC (2) or HTTP (3) client on its own event loop. Every
 answer is compared with the one the server gave before the fault: a wrong
 answer raises :class:`WrongAnswerError`, which the load counts as untyped.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,7 @@ import numpy.typing as npt
 
 from medserve_client import AsyncClient, Client
 
-PROTOCOLS = ("grpc", "http", "async-grpc")
+PROTOCOLS = ("grpc", "http", "async-grpc", "async-http")
 _ATOL = 1e-5
 
 
@@ -38,7 +37,7 @@ class Callers:
         self, grpc_url: str, http_url: str, *, model: str, images: list[npt.NDArray[np.uint8]]
     ) -> None:
         """Open the blocking clients and record the expected answer of every image."""
-        self._grpc_url = grpc_url
+        self._urls = {"async-grpc": grpc_url, "async-http": http_url}
         self.model = model
         self.images = images
         self._blocking = [Client(grpc_url, model=model), Client(http_url, model=model)]
@@ -47,17 +46,6 @@ class Callers:
         self._lock = threading.Lock()
         self._loops: list[tuple[asyncio.AbstractEventLoop, AsyncClient]] = []
         self._counter = 0
-
-    def __enter__(self) -> Callers:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _next_image(self) -> int:
         with self._lock:
@@ -68,9 +56,9 @@ class Callers:
         """Classify image ``index`` through worker ``worker``'s protocol."""
         protocol = PROTOCOLS[worker % len(PROTOCOLS)]
         image = self.images[index]
-        if protocol != "async-grpc":
+        if not protocol.startswith("async"):
             return self._blocking[PROTOCOLS.index(protocol)].classify(image)[0]
-        loop, client = self._async_client()
+        loop, client = self._async_client(protocol)
         return loop.run_until_complete(client.classify(image))[0]
 
     def check(self, worker: int) -> None:
@@ -80,11 +68,12 @@ class Callers:
         if not np.allclose(prediction.probabilities, self.expected[index], atol=_ATOL):
             raise WrongAnswerError(f"image {index}: {prediction.probabilities}")
 
-    def _async_client(self) -> tuple[asyncio.AbstractEventLoop, AsyncClient]:
+    def _async_client(self, protocol: str) -> tuple[asyncio.AbstractEventLoop, AsyncClient]:
         pair = getattr(self._local, "pair", None)
         if pair is None:
             # One loop per thread: an AsyncClient belongs to one event loop.
-            pair = (asyncio.new_event_loop(), AsyncClient(self._grpc_url, model=self.model))
+            client = AsyncClient(self._urls[protocol], model=self.model)
+            pair = (asyncio.new_event_loop(), client)
             self._local.pair = pair
             with self._lock:
                 self._loops.append(pair)

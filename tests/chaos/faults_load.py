@@ -11,13 +11,14 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from chaos.callers import PROTOCOLS, Callers
-from chaos.load import CallTally, LoadRun
+from chaos.load import HANG_AFTER_S, CallTally, LoadRun, steady_load
 from chaos.memory import megabytes, watch_memory
 from chaos.servers import QueueHold, classifier_repo, start_server
 from chaos.settings import Scale, sample_images
@@ -27,10 +28,8 @@ from medserve_client import Client, ServerOverloadedError
 
 # The batcher holds admitted requests this long; a rejection must come back
 # before the admitted requests do.
-OVERLOAD_HOLD_US = 1_000_000
-OVERLOAD_QUEUE = 8
+OVERLOAD_HOLD_US = 1_500_000
 SOAK_MAX_GROWTH = 0.10
-HANG_AFTER_S = 45.0
 
 
 def _storm(client: Client, images: list[Any], workers: int) -> CallTally:
@@ -55,7 +54,7 @@ def overload(source: Path, work: Path, scale: Scale, *, model: str = "medcnn") -
         source,
         work / "repo",
         model=model,
-        queue=QueueHold(delay_us=OVERLOAD_HOLD_US, max_queue_size=OVERLOAD_QUEUE),
+        queue=QueueHold(delay_us=OVERLOAD_HOLD_US, max_queue_size=scale.storm_queue),
     )
     server = start_server(repo, log_path=work / "triton.log")
     try:
@@ -75,7 +74,7 @@ def overload(source: Path, work: Path, scale: Scale, *, model: str = "medcnn") -
     slowest_rejection = max(storm.failed_latencies_s, default=0.0)
     typical_answer = statistics.median(storm.ok_latencies_s) if storm.ok_latencies_s else 0.0
     return FaultRow(
-        fault=f"overload: {scale.storm_workers} calls at once, queue of {OVERLOAD_QUEUE}",
+        fault=f"overload: {scale.storm_workers} calls at once, queue of {scale.storm_queue}",
         load=f"{scale.storm_workers} threads, retries=0; then SDK defaults",
         made=storm.made + retried.made,
         lost=retried.lost,
@@ -106,23 +105,11 @@ def soak(server: LocalTriton, scale: Scale, *, model: str = "medcnn") -> FaultRo
     """Steady load; resident memory after it must stay within 10 % of before."""
     with Client(server.grpc_url, model=model) as probe:
         images = sample_images(probe.model_info().image_size, 16, seed=3)
-    with Callers(server.grpc_url, server.http_url, model=model, images=images) as callers:
-        warm = LoadRun(
-            callers.check,
-            workers=scale.workers,
-            max_calls=scale.soak_warmup_calls,
-            max_duration_s=scale.max_duration_s,
-            hang_after_s=HANG_AFTER_S,
-        )
+    with closing(Callers(server.grpc_url, server.http_url, model=model, images=images)) as callers:
+        warm = steady_load(callers.check, scale, scale.soak_warmup_calls)
         with warm:
             warm.wait_for_ok(scale.soak_warmup_calls)
-        load = LoadRun(
-            callers.check,
-            workers=scale.workers,
-            max_calls=scale.soak_calls,
-            max_duration_s=scale.max_duration_s,
-            hang_after_s=HANG_AFTER_S,
-        )
+        load = steady_load(callers.check, scale, scale.soak_calls)
         started = time.monotonic()
         with watch_memory(server.pid or 0) as memory, load:
             load.wait_for_ok(scale.soak_calls, timeout_s=scale.max_duration_s)
@@ -136,6 +123,7 @@ def soak(server: LocalTriton, scale: Scale, *, model: str = "medcnn") -> FaultRo
         lost=tally.lost,
         hangs=tally.hung,
         failures=tally.failures(),
+        examples=tally.examples,
         peak_rss_mb=megabytes(memory.peak_bytes),
         outcome=(
             f"RSS {megabytes(memory.before_bytes):.0f} -> {megabytes(memory.after_bytes):.0f} MB "

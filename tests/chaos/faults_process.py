@@ -16,10 +16,12 @@ import os
 import signal
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 from chaos.callers import PROTOCOLS, Callers
-from chaos.load import LoadRun
+from chaos.load import DEADLINE_S, HANG_AFTER_S, steady_load
 from chaos.memory import group_peak_bytes, megabytes
 from chaos.servers import (
     QueueHold,
@@ -32,12 +34,8 @@ from chaos.servers import (
 from chaos.settings import Scale, sample_images
 from chaos.table import FaultRow
 from medserve.process_group import describe_exit_status
-from medserve_client import Client, MedServeError, Timeout
+from medserve_client import Client, MedServeError
 
-DEADLINE_S = Timeout().request_s
-# A call may legitimately run a whole deadline; one still running well after
-# that is stuck.
-HANG_AFTER_S = DEADLINE_S + 15.0
 # How long the held requests wait in the batcher's queue (SIGTERM arrives meanwhile).
 HOLD_US = 3_000_000
 
@@ -51,14 +49,10 @@ def kill_and_restart(source: Path, work: Path, scale: Scale, *, model: str = "me
         with Client(server.grpc_url, model=model) as probe:
             images = sample_images(probe.model_info().image_size, 8)
         ports = ports_of(server)
-        with Callers(server.grpc_url, server.http_url, model=model, images=images) as callers:
-            load = LoadRun(
-                callers.check,
-                workers=scale.workers,
-                max_calls=scale.kill_calls,
-                max_duration_s=scale.max_duration_s,
-                hang_after_s=HANG_AFTER_S,
-            )
+        with closing(
+            Callers(server.grpc_url, server.http_url, model=model, images=images)
+        ) as callers:
+            load = steady_load(callers.check, scale, scale.kill_calls)
             with load:
                 flowing = load.wait_for_ok(scale.flow_calls)
                 killed_at = time.monotonic()
@@ -79,6 +73,7 @@ def kill_and_restart(source: Path, work: Path, scale: Scale, *, model: str = "me
         lost=tally.lost,
         hangs=tally.hung,
         failures=tally.failures(),
+        examples=tally.examples,
         peak_rss_mb=megabytes(peak),
         outcome=f"outage {outage_s:.1f} s (deadline {DEADLINE_S:.0f} s); calls resumed",
         criteria={
@@ -132,6 +127,7 @@ def sigterm_drain(source: Path, work: Path, scale: Scale, *, model: str = "medcn
             peak = group_peak_bytes(server.pid or 0)
             os.kill(server.pid or 0, signal.SIGTERM)
             signalled_at = time.monotonic()
+            late = _late_call(server.grpc_url, model, images[0])
             for thread in threads:
                 thread.join(HANG_AFTER_S)
             hangs = sum(thread.is_alive() for thread in threads)
@@ -154,7 +150,8 @@ def sigterm_drain(source: Path, work: Path, scale: Scale, *, model: str = "medcn
         peak_rss_mb=megabytes(peak),
         outcome=(
             f"drained: {answered}/{scale.held_requests} in-flight answered, server "
-            f"{describe_exit_status(status)} {exit_s:.1f} s after SIGTERM"
+            f"{describe_exit_status(status)} {exit_s:.1f} s after SIGTERM; "
+            f"a new call during the drain: {late}"
         ),
         criteria={
             "requests were in flight": held,
@@ -163,6 +160,16 @@ def sigterm_drain(source: Path, work: Path, scale: Scale, *, model: str = "medcn
             "clean exit": status == 0,
         },
     )
+
+
+def _late_call(url: str, model: str, image: Any) -> str:
+    """How a new call (no retries) sent right after SIGTERM ends: reported, not judged."""
+    try:
+        with Client(url, model=model, retries=0, timeout_s=10.0) as client:
+            client.classify(image)
+    except MedServeError as exc:
+        return f"refused ({type(exc).__name__})"
+    return "answered"
 
 
 def _wait_until_pending(server: object, model: str, count: int, timeout_s: float = 60.0) -> bool:

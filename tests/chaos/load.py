@@ -26,9 +26,17 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from medserve_client import MedServeError
+from medserve_client import MedServeError, Timeout
+
+if TYPE_CHECKING:
+    from chaos.settings import Scale
+
+#: The SDK's default deadline: a call may legitimately take that long.
+DEADLINE_S = Timeout().request_s
+#: A call still running this long after the load was told to stop is stuck.
+HANG_AFTER_S = DEADLINE_S + 15.0
 
 
 @dataclass
@@ -42,6 +50,7 @@ class CallTally:
     hung: int = 0
     ok_latencies_s: list[float] = field(default_factory=list)
     failed_latencies_s: list[float] = field(default_factory=list)
+    examples: dict[str, str] = field(default_factory=dict)
 
     @property
     def lost(self) -> int:
@@ -141,6 +150,8 @@ class LoadRun:
                         else self._tally.untyped
                     )
                     kind[type(outcome).__name__] += 1
+                    # The first message of each class, for the JSON report.
+                    self._tally.examples.setdefault(type(outcome).__name__, str(outcome)[:300])
                     self._tally.failed_latencies_s.append(elapsed)
                 self._changed.notify_all()
 
@@ -186,3 +197,14 @@ class LoadRun:
             self._tally.hung = sum(thread.is_alive() for thread in self._threads)
             self.result = self._tally
         return self.result
+
+
+def steady_load(call: Callable[[int], Any], scale: Scale, max_calls: int) -> LoadRun:
+    """The steady load of the kill and soak faults: ``scale.workers`` threads, ``max_calls``."""
+    return LoadRun(
+        call,
+        workers=scale.workers,
+        max_calls=max_calls,
+        max_duration_s=scale.max_duration_s,
+        hang_after_s=HANG_AFTER_S,
+    )

@@ -24,7 +24,8 @@ class Scale:
         flow_calls: Successful calls that show the load flows (before a fault,
             and again after a restart).
         kill_calls: Most calls of the kill-and-restart load.
-        storm_workers: Concurrent callers of the overload (far past the queue).
+        storm_workers: Concurrent callers of the overload.
+        storm_queue: The batcher's queue during the overload (8x fewer than the callers).
         held_requests: Requests in flight when SIGTERM arrives.
         bombs_per_model: Bombs sent at once to each model that decodes bytes.
         soak_warmup_calls: Calls before the soak's first memory reading.
@@ -37,6 +38,7 @@ class Scale:
     flow_calls: int
     kill_calls: int
     storm_workers: int
+    storm_queue: int
     held_requests: int
     bombs_per_model: int
     soak_warmup_calls: int
@@ -46,10 +48,11 @@ class Scale:
 
 SHORT = Scale(
     name="short",
-    workers=6,
+    workers=8,
     flow_calls=20,
     kill_calls=3000,
     storm_workers=48,
+    storm_queue=6,
     held_requests=6,
     bombs_per_model=2,
     soak_warmup_calls=60,
@@ -62,6 +65,7 @@ FULL = Scale(
     flow_calls=100,
     kill_calls=20_000,
     storm_workers=128,
+    storm_queue=16,
     held_requests=8,
     bombs_per_model=4,
     soak_warmup_calls=300,

@@ -32,6 +32,7 @@ class FaultRow:
         peak_rss_mb: Peak resident memory of the server's process group during the fault.
         outcome: What else was measured (drain, outage, growth...).
         criteria: Each pass criterion and whether it held.
+        examples: The first message of each failure class (JSON only).
     """
 
     fault: str
@@ -43,6 +44,7 @@ class FaultRow:
     peak_rss_mb: float
     outcome: str
     criteria: dict[str, bool] = field(default_factory=dict)
+    examples: dict[str, str] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:

@@ -82,7 +82,13 @@ def test_triton_args_fix_models_and_report_ready_only_when_all_are_loaded(
     overlay_renders: list[Render],
 ) -> None:
     for render in overlay_renders:
-        assert one_arg(render, "model-control-mode") == "none", render.name
+        if render.overlay in ONNX_OVERLAYS:
+            # Explicit, to leave out the explain model (no ONNX form, no
+            # TensorFlow backend in 26.09): test_onnx_overlays_load_... below.
+            assert one_arg(render, "model-control-mode") == "explicit", render.name
+        else:
+            assert one_arg(render, "model-control-mode") == "none", render.name
+            assert "load-model" not in triton_args(render), render.name
         assert one_arg(render, "strict-readiness") == "true", render.name
         assert one_arg(render, "model-repository") == "$(MODEL_REPOSITORY)", render.name
         assert one_arg(render, "log-format") == "ISO8601", render.name
@@ -93,6 +99,27 @@ def test_triton_args_fix_models_and_report_ready_only_when_all_are_loaded(
             assert not any(c.startswith("tensorflow,") for c in backend_configs), render.name
         else:
             assert TF_BACKEND_CONFIG in backend_configs, render.name
+
+
+def test_onnx_overlays_load_the_classifier_and_the_encoded_path_but_not_the_explain_model(
+    overlay_renders: list[Render],
+) -> None:
+    import dataclasses
+
+    from medserve.spec import ModelSpec
+    from medserve_client.contract import encoded_model, explain_model, preprocess_model
+
+    # The model name the exporter uses unless told otherwise (--name).
+    (name,) = [f.default for f in dataclasses.fields(ModelSpec) if f.name == "name"]
+    assert isinstance(name, str)
+    for render in (r for r in overlay_renders if r.overlay in ONNX_OVERLAYS):
+        loaded = triton_args(render)["load-model"]
+        assert loaded == [name, preprocess_model(name), encoded_model(name)], render.name
+        assert explain_model(name) not in loaded, render.name
+        # Explicit mode opens loading through the model-repository API: only
+        # with the admin key (test_admin_apis_are_restricted_behind_the_key...).
+        assert "model-repository" in one_arg(render, "http-restricted-api").split(":")[0]
+        assert "model-repository" in one_arg(render, "grpc-restricted-protocol").split(":")[0]
 
 
 def test_grpc_connections_age_out_so_load_rebalances_across_replicas(

@@ -12,6 +12,11 @@ endpoints while health and metadata stay open.
 KServe's predictor is started the same way, with the args KServe gives it
 (the ServingRuntime's, then the InferenceService's; see kserve_predictor).
 
+The ONNX overlays' and KServe's ``--load-model`` args are not passed: they
+name the models of an exported repository and the one here is empty, so
+Triton would refuse to start; the names are checked against the exporter's in
+test_policy_triton, and the flag against ``--help`` here.
+
 What it cannot prove: that the images the overlays run (25.02 = Triton 2.55,
 26.09 = Triton 2.73) accept the args (test_policy_triton checks every flag
 against the flag lists of those releases' own parser, vendored in
@@ -50,6 +55,8 @@ ADMIN_HEADER = "medserve-admin-key"
 ISO8601_LINE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z [IWE] ")
 PORT_FLAGS = ("http-port", "grpc-port", "metrics-port")
 KSERVE = "kserve"
+# Flags whose values need an exported repository (see server_args).
+NOT_STARTED = {"load-model"}
 
 
 @dataclass(frozen=True)
@@ -71,12 +78,18 @@ def triton_container(renders: dict[str, Render], name: str) -> dict[str, Any]:
 def server_args(
     container: dict[str, Any], values: dict[str, str], replaced: dict[str, str]
 ) -> list[str]:
-    """The container's args with $(VAR) filled in and the ``replaced`` flags' values swapped."""
+    """The container's args with $(VAR) filled in and the ``replaced`` flags' values swapped.
+
+    ``--load-model`` is left out: it names models of an exported repository,
+    and this one is empty (test_policy_triton checks the names instead).
+    """
     program, *flags = container["args"]
     assert program == "tritonserver"
     args = []
     for flag in flags:
         name = flag[2:].split("=", 1)[0]
+        if name in NOT_STARTED:
+            continue
         if name in replaced:
             flag = f"--{name}={replaced[name]}"
         args.append(re.sub(r"\$\((\w+)\)", lambda m: values[m.group(1)], flag))

@@ -43,7 +43,10 @@ _MODEL_MISSING = re.compile(
 )
 _UNREACHABLE = re.compile(
     r"failed to connect|connection refused|connect failed|socket closed|dns resolution|"
-    r"name resolution|broken pipe|connection reset|unavailable",
+    r"name resolution|broken pipe|connection reset|unavailable|"
+    # The server died or restarted with the request in flight (geventhttpclient,
+    # aiohttp): a pure function is safe to send again.
+    r"connection closed|server disconnected",
     re.I,
 )
 

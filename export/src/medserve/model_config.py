@@ -38,6 +38,10 @@ from medserve_client.contract import preprocess_model
 
 ConfigKind = Literal["gpu", "cpu", "local"]
 CONFIG_KINDS: tuple[ConfigKind, ...] = ("gpu", "cpu", "local")
+# The config names the Grad-CAM model (<name>_explain) has: those that run the
+# SavedModel with TensorFlow, where its gradient ops live. A deployment under
+# any other config name must leave the explain model out (k8s/README.md).
+EXPLAIN_CONFIG_KINDS: tuple[ConfigKind, ...] = ("gpu", "cpu", "local")
 TF_PLATFORM = "tensorflow_savedmodel"
 PYTHON_BACKEND = "python"
 ENSEMBLE_PLATFORM = "ensemble"
@@ -173,6 +177,11 @@ def explain_config(
     the graph holds gradient ops, and explanations are a low-volume path.
     One warm-up at batch 1 (class 0, zeros) builds the graph before ready.
     """
+    if kind not in EXPLAIN_CONFIG_KINDS:
+        raise UsageError(
+            f"the explain model has no {kind!r} config: it runs with TensorFlow only "
+            f"({', '.join(EXPLAIN_CONFIG_KINDS)})"
+        )
     options = options or ServingOptions()
     config = classifier_config(spec, kind, replace(options, tensorrt_fp16=False))
     config.name = spec.explain_name

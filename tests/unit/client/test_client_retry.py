@@ -210,3 +210,16 @@ def test_grpc_channels_reconnect_within_a_second_and_keep_tritonclients_defaults
     endpoint = Endpoint(url="127.0.0.1:1")
     assert dict(grpc_channel_kwargs(endpoint)["channel_args"]) == args
     open_transport(endpoint).close()  # tritonclient accepts them (channels connect lazily).
+
+
+def test_a_connection_the_server_closed_mid_request_is_unavailability_and_retried() -> None:
+    # What the HTTP clients raise when the server dies with the request in flight.
+    from aiohttp import ServerDisconnectedError
+    from geventhttpclient.response import HTTPConnectionClosed
+
+    from medserve_client._transport import Endpoint, map_error
+
+    endpoint = Endpoint(url="127.0.0.1:8000", protocol="http")
+    for exc in (HTTPConnectionClosed("connection closed."), ServerDisconnectedError()):
+        error = map_error(exc, endpoint=endpoint, model="medcnn", timeout_s=30.0, action="infer")
+        assert isinstance(error, ServerUnavailableError), (type(exc).__name__, error)
