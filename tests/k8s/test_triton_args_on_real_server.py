@@ -55,6 +55,10 @@ ADMIN_HEADER = "medserve-admin-key"
 ISO8601_LINE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z [IWE] ")
 PORT_FLAGS = ("http-port", "grpc-port", "metrics-port")
 KSERVE = "kserve"
+# Flags newer than the wheel's 2.51, with the release that added them. The
+# overlays of the images that have them pass them (test_policy_triton checks
+# each against its own image's parser); here the wheel runs without them.
+NEWER_THAN_THE_WHEEL = {"http-max-input-size": "2.59 (triton-inference-server/server PR #8174)"}
 # Flags whose values need an exported repository (see server_args).
 NOT_STARTED = {"load-model"}
 
@@ -88,7 +92,7 @@ def server_args(
     args = []
     for flag in flags:
         name = flag[2:].split("=", 1)[0]
-        if name in NOT_STARTED:
+        if name in NOT_STARTED or name in NEWER_THAN_THE_WHEEL:
             continue
         if name in replaced:
             flag = f"--{name}={replaced[name]}"
@@ -185,7 +189,9 @@ def test_every_triton_flag_in_the_manifests_exists_in_tritonserver(
     named.append((KSERVE, triton_container(renders, KSERVE)))
     for name, container in named:
         used = {arg[2:].split("=", 1)[0] for arg in container["args"][1:]}
-        assert used <= known, f"{name}: unknown flags {sorted(used - known)}"
+        unknown = used - known - set(NEWER_THAN_THE_WHEEL)
+        assert not unknown, f"{name}: unknown flags {sorted(unknown)}"
+    assert not set(NEWER_THAN_THE_WHEEL) & known, "the wheel has caught up: drop the exemption"
 
 
 def test_triton_with_the_manifest_args_is_live_and_ready(running_triton: RunningTriton) -> None:
