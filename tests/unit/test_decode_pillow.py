@@ -83,8 +83,24 @@ def test_pillow_decoder_decodes_an_image_of_the_served_size_exactly() -> None:
 def test_pillow_decoder_accepts_exactly_max_pixels_and_refuses_one_more() -> None:
     data = _encode(np.zeros((20, 30, 3), np.uint8), "PNG")
     assert decode(data, height=HEIGHT, width=WIDTH, max_pixels=600).shape == (HEIGHT, WIDTH, 3)
-    with pytest.raises(DecodeError, match=r"20 = 600 pixels is above this server's limit of 599"):
+    refusal = r"30x20 pixels \(600 to decode\) exceeds max_pixels = 599"
+    with pytest.raises(DecodeError, match=refusal):
         decode(data, height=HEIGHT, width=WIDTH, max_pixels=599)
+
+
+def test_pillow_decoder_says_what_the_tensorflow_decoder_says_when_it_refuses() -> None:
+    from medserve import decode_guard
+    from medserve.triton_backend import decode_pillow
+
+    assert decode_pillow.REFUSAL_TEXT == decode_guard.REFUSAL_TEXT
+    assert decode_pillow.FORMAT_TEXT == decode_guard.FORMAT_TEXT
+
+
+def test_pillow_decoder_refuses_formats_the_tensorflow_decoder_refuses() -> None:
+    image = np.zeros((8, 8, 3), np.uint8)
+    for fmt in ("TIFF", "WEBP"):
+        with pytest.raises(DecodeError, match="is not a PNG, JPEG, GIF or BMP file"):
+            decode(_encode(image, fmt), height=HEIGHT, width=WIDTH, max_pixels=CAP)
 
 
 def _png_header_claiming(width: int, height: int) -> bytes:
@@ -103,14 +119,14 @@ def _png_header_claiming(width: int, height: int) -> bytes:
 
 def test_pillow_decoder_refuses_a_decompression_bomb_from_its_header_before_decoding() -> None:
     bomb = _png_header_claiming(60_000, 50_000)  # 3e9 pixels, 9 GB decoded, 100 bytes sent.
-    with pytest.raises(DecodeError, match="image refused"):
+    with pytest.raises(DecodeError, match=r"60000x50000 pixels .* exceeds max_pixels = 50000000"):
         decode(bomb, height=HEIGHT, width=WIDTH, max_pixels=50_000_000)
 
 
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
-        (b"not an image at all", "not a PNG, JPEG, GIF or BMP"),
+        (b"not an image at all", "image_bytes is not a PNG, JPEG, GIF or BMP file"),
         (_png_header_claiming(40, 40), "truncated or corrupt"),
     ],
 )

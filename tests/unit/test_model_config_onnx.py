@@ -84,18 +84,19 @@ def test_local_config_names_its_runtime_as_a_parameter(runtime: str) -> None:
 
 def test_decoder_under_onnx_configs_is_the_pillow_python_model_with_a_pixel_cap() -> None:
     for kind in ("onnx-gpu", "onnx-cpu"):
-        config = _roundtrip(preprocess_config(SPEC, kind, ServingOptions(max_pixels=4096)))
+        spec = ModelSpec(labels=("a", "b"), image_size=(224, 192), max_pixels=100_000)
+        config = _roundtrip(preprocess_config(spec, kind))
         assert (config.backend, config.default_model_filename) == ("python", "decode_pillow.py")
-        assert config.parameters["max_pixels"].string_value == "4096"
+        assert config.parameters["max_pixels"].string_value == "100000"
         assert [g.kind for g in config.instance_group] == [mc.ModelInstanceGroup.KIND_CPU]
         assert not config.HasField("dynamic_batching")
-        tf = _roundtrip(preprocess_config(SPEC, "cpu"))
+        tf = _roundtrip(preprocess_config(spec, "cpu"))
         assert config.input == tf.input and config.output == tf.output
 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"local_runtime": "torch"}, {"max_pixels": 0}, {"trt_cache_path": "relative/dir"}],
+    [{"local_runtime": "torch"}, {"trt_cache_path": "relative/dir"}],
 )
 def test_new_serving_options_reject_bad_values_as_usage_errors(kwargs: dict[str, object]) -> None:
     with pytest.raises(UsageError):

@@ -128,4 +128,5 @@ def test_verify_catches_a_decoder_config_without_a_valid_pixel_cap(
     config.parameters["max_pixels"].string_value = "lots"
     path.write_text(text_format.MessageToString(config))
     assert main(["verify", str(repo_copy)]) == 1
-    assert "'max_pixels' must be a positive integer, got 'lots'" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "'max_pixels' is 'lots' but the decoder graph was exported with" in error

@@ -47,7 +47,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from medserve.errors import UsageError, VerificationError
 from medserve.spec import LABELS_FILENAME, ONNX_FILENAME, ModelSpec
-from medserve_client.contract import preprocess_model
+from medserve_client.contract import MAX_PIXELS_PARAMETER, preprocess_model
 
 ConfigKind = Literal["gpu", "cpu", "local", "onnx-gpu", "onnx-cpu"]
 CONFIG_KINDS: tuple[ConfigKind, ...] = ("gpu", "cpu", "local", "onnx-gpu", "onnx-cpu")
@@ -62,11 +62,6 @@ RUNTIMES: tuple[Runtime, ...] = ("tensorflow", "onnxruntime")
 # 27-35, in every run; see the README, "Two runtimes".
 LOCAL_RUNTIME: Runtime = "tensorflow"
 RUNTIME_PARAMETER = "runtime"
-# The decoders' pixel cap, a config parameter read before decoding.
-MAX_PIXELS_PARAMETER = "max_pixels"
-# Default cap: Pillow's own decompression-bomb limit (Image.MAX_IMAGE_PIXELS),
-# the one the client library applies too; a 224x224 model never needs more.
-DEFAULT_MAX_PIXELS = 89_478_485
 PILLOW_DECODER_FILENAME = "decode_pillow.py"
 # The config names the Grad-CAM model (<name>_explain) has: those that run the
 # SavedModel with TensorFlow, where its gradient ops live (tf2onnx maps none of
@@ -122,7 +117,6 @@ class ServingOptions:
             ``onnx-gpu``; must be writable by the server.
         local_runtime: What ``configs/local.pbtxt`` runs: ``"onnxruntime"``
             (``model.onnx``) or ``"tensorflow"`` (the SavedModel).
-        max_pixels: The decoders' cap on decoded pixels (width x height).
     """
 
     max_queue_delay_us: int = 1000
@@ -135,15 +129,12 @@ class ServingOptions:
     tensorrt_workspace_bytes: int = 1 << 30
     trt_cache_path: str = DEFAULT_TRT_CACHE_PATH
     local_runtime: Runtime = LOCAL_RUNTIME
-    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
         if self.local_runtime not in RUNTIMES:
             raise UsageError(
                 f"local_runtime must be one of {', '.join(RUNTIMES)}, got {self.local_runtime!r}"
             )
-        if self.max_pixels < 1:
-            raise UsageError(f"max_pixels must be at least 1, got {self.max_pixels}")
         if not self.trt_cache_path.startswith("/"):
             raise UsageError(f"trt_cache_path must be absolute, got {self.trt_cache_path!r}")
         if not 0 <= self.max_queue_delay_us <= 10_000_000:
@@ -193,7 +184,14 @@ def classifier_config(
         config.default_model_filename = ONNX_FILENAME
     elif kind == "local":
         config.parameters[RUNTIME_PARAMETER].string_value = options.local_runtime
-    config.input.add(name=spec.input_name, data_type=mc.TYPE_UINT8, dims=list(spec.input_shape))
+    # The layout, declared: Triton's stock image clients (NVIDIA's image_client.py)
+    # read it from the config to know the input is HWC, and refuse a model without.
+    config.input.add(
+        name=spec.input_name,
+        data_type=mc.TYPE_UINT8,
+        format=mc.ModelInput.FORMAT_NHWC,
+        dims=list(spec.input_shape),
+    )
     config.output.add(
         name=spec.output_name,
         data_type=mc.TYPE_FP32,
@@ -310,20 +308,23 @@ def preprocess_config(
     CPU instances in every deployment because image decoding is CPU work in
     TensorFlow anyway. No warm-up: zero bytes are not a decodable image.
     Under the ONNX kinds it is the Pillow decoder on the Python backend (the
-    Triton images that run ONNX have no TensorFlow backend), with the pixel
-    cap as the ``max_pixels`` parameter.
+    Triton images that run ONNX have no TensorFlow backend), which reads the
+    pixel cap from the same ``max_pixels`` parameter.
     """
     options = options or ServingOptions()
     config = _base_config(preprocess_name(spec), kind, spec.max_batch_size)
     if kind in ONNX_KINDS:
         config.backend = PYTHON_BACKEND
         config.default_model_filename = PILLOW_DECODER_FILENAME
-        config.parameters[MAX_PIXELS_PARAMETER].string_value = str(options.max_pixels)
     config.input.add(name=spec.encoded_input_name, data_type=mc.TYPE_STRING, dims=[1])
     config.output.add(name=spec.input_name, data_type=mc.TYPE_UINT8, dims=list(spec.input_shape))
     config.instance_group.add(
         kind=mc.ModelInstanceGroup.KIND_CPU, count=max(options.cpu_instances, 1)
     )
+    # The pixel cap is baked into the decoder graph at export (the TF backend
+    # passes no parameters to a signature); recorded here so every decoder of
+    # the repository and `medserve verify` read the one value.
+    config.parameters[MAX_PIXELS_PARAMETER].string_value = str(spec.max_pixels)
     return config
 
 

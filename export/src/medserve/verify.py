@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from medserve.decode_guard import REFUSAL_TEXT, png_header
 from medserve.errors import MedServeError, VerificationError
 from medserve.explain.artifact import check_explain_savedmodel
 from medserve.loaders import read_signature, run_eager, run_session
@@ -40,7 +41,6 @@ from medserve.model_config import (
     ONNX_KINDS,
     config_kinds,
     config_path,
-    parse_config,
     preprocess_name,
 )
 from medserve.onnx_loaders import read_onnx_signature
@@ -59,7 +59,6 @@ from medserve.verify_config import (
     check_ensemble,
     check_explain_config,
     check_preprocess_config,
-    config_max_pixels,
 )
 from medserve.verify_onnx import check_classifier_onnx, check_pillow_decoder
 
@@ -212,12 +211,9 @@ def verify_repository(
     for detail in details:
         passed(prep_version_dir / SAVEDMODEL_DIRNAME, detail)
     if with_onnx:
-        # The ONNX configs' decoder; checked with the smallest cap they declare.
-        cap = min(
-            config_max_pixels(parse_config(config_path(prep_dir, k)), config_path(prep_dir, k))
-            for k in ONNX_KINDS
-        )
-        for detail in check_pillow_decoder(prep_version_dir, spec, max_pixels=cap):
+        # The ONNX configs' decoder, with the cap their max_pixels parameter
+        # gives it (checked above to be the spec's).
+        for detail in check_pillow_decoder(prep_version_dir, spec, max_pixels=spec.max_pixels):
             passed(prep_version_dir, detail)
 
     ens_dir = repo / spec.encoded_name
@@ -332,7 +328,31 @@ def check_preprocess_savedmodel(version_dir: Path, spec: ModelSpec) -> list[str]
     return [
         f"PNG (RGB, grey) and JPEG -> uint8 {shape[1:]} via both loaders",
         "corrupt bytes raise an error (one failed request on the server)",
+        _check_pixel_cap(path, spec),
     ]
+
+
+def _check_pixel_cap(path: Path, spec: ModelSpec) -> str:
+    """Both loaders refuse an image one pixel above ``spec.max_pixels``, from its header."""
+    import numpy as np
+
+    header = png_header(spec.max_pixels + 1, 1)
+    feeds = {spec.encoded_input_name: np.array([[header]], dtype=object)}
+    for run in (run_eager, run_session):
+        try:
+            run(path, feeds)
+        except VerificationError as exc:
+            if REFUSAL_TEXT not in str(exc) or f"= {spec.max_pixels}," not in str(exc):
+                raise VerificationError(
+                    f"{path}: an image of {spec.max_pixels + 1} pixels failed, but not with "
+                    f"the pixel cap of the spec ({spec.max_pixels}): {exc}"
+                ) from exc
+        else:
+            raise VerificationError(
+                f"{path}: an image of {spec.max_pixels + 1} pixels was not refused: the "
+                "decoder has no pixel cap; export the model again"
+            )
+    return f"pixel cap {spec.max_pixels} in the graph: a larger image is refused from its header"
 
 
 def _read_spec(model_dir: Path, model_name: str) -> ModelSpec:

@@ -23,7 +23,6 @@ from medserve.errors import VerificationError
 from medserve.loaders import SignatureInfo, TensorInfo
 from medserve.model_config import (
     ENSEMBLE_PLATFORM,
-    MAX_PIXELS_PARAMETER,
     ONNX_BACKEND,
     ONNX_KINDS,
     PILLOW_DECODER_FILENAME,
@@ -36,6 +35,7 @@ from medserve.model_config import (
     preprocess_name,
 )
 from medserve.spec import LABELS_FILENAME, ONNX_FILENAME, ModelSpec
+from medserve_client.contract import MAX_PIXELS_PARAMETER
 
 _TF_PLATFORMS = (TF_PLATFORM,)
 
@@ -58,6 +58,12 @@ def check_classifier_config(
                 f"got {runtime!r}"
             )
     _match_signature(config, path, signature)
+    image = _single(config.input, path, "input")
+    if image.format != mc.ModelInput.FORMAT_NHWC or len(image.dims) != 3:
+        raise VerificationError(
+            f"{path}: input {image.name!r} must declare format FORMAT_NHWC with 3 dims "
+            "(height, width, channels): stock Triton image clients read the layout from it"
+        )
     output = _single(config.output, path, "output")
     label_count = _label_count(path.parent if kind == "gpu" else path.parent.parent, output, path)
     if label_count != output.dims[-1]:
@@ -142,28 +148,23 @@ def check_preprocess_config(
                 f"{path}: the decoder under {kind} must be backend {PYTHON_BACKEND!r} with "
                 f"default_model_filename {PILLOW_DECODER_FILENAME!r}"
             )
-        pillow = f", Pillow, {MAX_PIXELS_PARAMETER} {config_max_pixels(config, path)}"
+        pillow = ", Pillow"
     if config.HasField("dynamic_batching"):
         raise VerificationError(
             f"{path}: the decoder must not batch dynamically: one corrupt image would "
             "then fail every request batched with it"
         )
     _check_instances(config, path, mc.ModelInstanceGroup.KIND_CPU)
-    return f"{_where(config)}{pillow}, {_describe(config)}, one request per execution"
-
-
-def config_max_pixels(config: mc.ModelConfig, path: Path) -> int:
-    """The decoder's ``max_pixels`` parameter, which must be a positive integer.
-
-    Raises:
-        VerificationError: The parameter is missing or not a positive integer.
-    """
-    raw = config.parameters[MAX_PIXELS_PARAMETER].string_value
-    if not raw.isdigit() or int(raw) < 1:
+    cap = config.parameters[MAX_PIXELS_PARAMETER].string_value
+    if cap != str(spec.max_pixels):
         raise VerificationError(
-            f"{path}: parameter {MAX_PIXELS_PARAMETER!r} must be a positive integer, got {raw!r}"
+            f"{path}: parameter {MAX_PIXELS_PARAMETER!r} is {cap!r} but the decoder graph was "
+            f"exported with {spec.max_pixels} (the spec): export the model again"
         )
-    return int(raw)
+    return (
+        f"{_where(config)}{pillow}, {_describe(config)}, one request per execution, "
+        f"max_pixels {spec.max_pixels}"
+    )
 
 
 def _check_onnx_tensorrt(config: mc.ModelConfig, path: Path) -> str:

@@ -3,7 +3,7 @@
 Usage::
 
     details = check_classifier_onnx(version_dir, spec, reference_model=model)
-    details = check_pillow_decoder(prep_version_dir, spec, max_pixels=cap)
+    details = check_pillow_decoder(prep_version_dir, spec, max_pixels=spec.max_pixels)
 
 Each returns one line per passed check and raises
 :class:`~medserve.errors.VerificationError` naming the file at the first

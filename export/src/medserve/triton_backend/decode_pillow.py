@@ -44,32 +44,44 @@ except ImportError:  # pragma: no cover - imported outside Triton (verify, unit 
     pb_utils = None
 
 MAX_PIXELS_PARAMETER = "max_pixels"
+# The formats the TensorFlow decoder's guard admits (medserve.decode_guard);
+# Pillow would also open TIFF, WebP and more, which the other decoder refuses.
+FORMATS = ("PNG", "JPEG", "GIF", "BMP")
+# Message fragments shared with the TensorFlow decoder (medserve.decode_guard
+# REFUSAL_TEXT and FORMAT_TEXT), which the client and the tests look for; this
+# file cannot import medserve, and a unit test keeps the two equal.
+REFUSAL_TEXT = "exceeds max_pixels"
+FORMAT_TEXT = "is not a PNG, JPEG, GIF or BMP file"
 
 
 class DecodeError(ValueError):
     """One encoded image cannot be served; the message goes back to its client."""
 
 
-def decode(data: bytes, *, height: int, width: int, max_pixels: int) -> np.ndarray:
+def decode(
+    data: bytes, *, height: int, width: int, max_pixels: int, input_name: str = "image_bytes"
+) -> np.ndarray:
     """Decode one PNG/JPEG/GIF/BMP file to uint8 ``[height, width, 3]``.
 
     Raises:
-        DecodeError: The bytes are not a readable image, or the header
-            declares more than ``max_pixels`` pixels.
+        DecodeError: The bytes are not a readable image of those formats, or
+            the header declares more than ``max_pixels`` pixels.
     """
     from PIL import Image, UnidentifiedImageError
 
+    # Pillow's own cap would raise inside open() at twice its limit; ours
+    # below is the one that applies, with the same message as the TF decoder.
+    Image.MAX_IMAGE_PIXELS = None
     try:
-        image = Image.open(io.BytesIO(data))  # Reads the header only.
-    except Image.DecompressionBombError as exc:  # Pillow's own cap, hit in open().
-        raise DecodeError(f"image refused: {exc}") from exc
+        image = Image.open(io.BytesIO(data), formats=FORMATS)  # Reads the header only.
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DecodeError("the bytes are not a PNG, JPEG, GIF or BMP image") from exc
+        raise DecodeError(f"{input_name} {FORMAT_TEXT}") from exc
     pixels = image.width * image.height
     if pixels > max_pixels:
         raise DecodeError(
-            f"image refused: {image.width}x{image.height} = {pixels} pixels is above this "
-            f"server's limit of {max_pixels} ({MAX_PIXELS_PARAMETER}); send a smaller image"
+            f"{input_name} of {image.width}x{image.height} pixels ({pixels} to decode) "
+            f"{REFUSAL_TEXT} = {max_pixels}, the server's decompression-bomb limit: "
+            "downscale the image before sending it"
         )
     try:
         image.load()
@@ -167,7 +179,13 @@ class TritonPythonModel:
         for item in items:
             data = item if isinstance(item, bytes) else bytes(item)
             decoded.append(
-                decode(data, height=self.height, width=self.width, max_pixels=self.max_pixels)
+                decode(
+                    data,
+                    height=self.height,
+                    width=self.width,
+                    max_pixels=self.max_pixels,
+                    input_name=self.input_name,
+                )
             )
         return np.stack(decoded).astype(np.uint8)
 
