@@ -44,7 +44,7 @@ def test_verify_reports_onnx_parity_configs_and_the_pillow_decoder(
         "medcnn/configs/onnx-cpu.pbtxt: backend onnxruntime KIND_CPU",
         "medcnn/1/model.onnx: opset 17",
         "medcnn/1/model.onnx: onnxruntime: max |diff|",
-        "medcnn_preprocess/configs/onnx-cpu.pbtxt: backend python KIND_CPU, Pillow, max_pixels",
+        "medcnn_preprocess/configs/onnx-cpu.pbtxt: backend python KIND_CPU, Pillow, image_bytes",
         "medcnn_preprocess/1: Pillow decoder: PNG exact",
     ):
         assert f"ok  {subject}" in joined

@@ -49,7 +49,7 @@ MAX_PIXELS_PARAMETER = "max_pixels"
 FORMATS = ("PNG", "JPEG", "GIF", "BMP")
 # Message fragments shared with the TensorFlow decoder (medserve.decode_guard
 # REFUSAL_TEXT and FORMAT_TEXT), which the client and the tests look for; this
-# file cannot import medserve, and a unit test keeps the two equal.
+# file stands alone in the model repository, and a unit test keeps the two equal.
 REFUSAL_TEXT = "exceeds max_pixels"
 FORMAT_TEXT = "is not a PNG, JPEG, GIF or BMP file"
 
