@@ -383,3 +383,27 @@ def test_tls_component_routes_https_through_the_ingress_to_the_http_port(
         # The controller's traffic must pass the default-deny NetworkPolicy.
         policy = render.one("NetworkPolicy", "triton-from-ingress-controller")
         assert [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]] == [8000]
+
+
+# Triton's own default for --http-max-input-size (64 MiB): the largest input a
+# request may carry over HTTP. An encoded radiograph of 50 MP (the decoders'
+# max_pixels) fits; a max batch of uint8 224x224 images is a few MB.
+MAX_HTTP_INPUT_BYTES = 64 * 1024 * 1024
+
+
+def test_http_request_size_is_bounded_by_triton_or_by_the_ingress(
+    overlay_renders: list[Render], renders: dict[str, Render]
+) -> None:
+    releases = json.loads(TRITON_FLAGS_FILE.read_text(encoding="utf-8"))["images"]
+    for render in overlay_renders:
+        release = TRITON_RELEASES[triton(render)["image"]]
+        if "http-max-input-size" in releases[release]["flags"]:
+            assert 0 < int(one_arg(render, "http-max-input-size")) <= MAX_HTTP_INPUT_BYTES
+        else:
+            # 25.02 would refuse to start with it; its HTTP bound is the Ingress.
+            assert "http-max-input-size" not in triton_args(render), render.name
+    ingresses = [ingress for render in renders.values() for ingress in render.of_kind("Ingress")]
+    assert ingresses, "no rendered combination has the tls component's Ingress"
+    for ingress in ingresses:
+        size = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+        assert re.fullmatch(r"\d+m", size) and int(size[:-1]) * 2**20 <= MAX_HTTP_INPUT_BYTES

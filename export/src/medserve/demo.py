@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from medserve.errors import MedServeError
+from medserve.errors import MedServeError, VerificationError
 from medserve_client import MedServeError as ClientError
 from medserve_client import contract
 
@@ -133,10 +133,18 @@ def export_model_once(trained: Any, repo: Path, explanation: dict[str, Any] | No
         if card.get("training_run") == run and explain_version.is_dir():
             # Render the card again: a newer medserve may render it differently.
             write_card_markdown(repo / MODEL_NAME / str(newest))
-            report = verify_repository(repo, model_name=MODEL_NAME, version=newest)
-            checks = len(report.checks)
-            print(f"  version {newest} already holds this model; verify: {checks} checks passed")
-            return newest
+            try:
+                report = verify_repository(repo, model_name=MODEL_NAME, version=newest)
+            except VerificationError as exc:
+                # Same weights, but written by an older medserve (e.g. before
+                # the decoder's pixel cap): export them again as a new version.
+                print(f"  version {newest} holds this model but fails verify ({exc}); re-export")
+            else:
+                checks = len(report.checks)
+                print(
+                    f"  version {newest} already holds this model; verify: {checks} checks passed"
+                )
+                return newest
 
     model = load_classifier(trained.model_path)
     labels = resolve_labels(None, None, trained.record, trained.model_path)

@@ -34,7 +34,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from medserve.errors import UsageError, VerificationError
 from medserve.spec import LABELS_FILENAME, ModelSpec
-from medserve_client.contract import preprocess_model
+from medserve_client.contract import MAX_PIXELS_PARAMETER, preprocess_model
 
 ConfigKind = Literal["gpu", "cpu", "local"]
 CONFIG_KINDS: tuple[ConfigKind, ...] = ("gpu", "cpu", "local")
@@ -130,7 +130,14 @@ def classifier_config(
     """
     options = options or ServingOptions()
     config = _base_config(spec.name, kind, spec.max_batch_size)
-    config.input.add(name=spec.input_name, data_type=mc.TYPE_UINT8, dims=list(spec.input_shape))
+    # The layout, declared: Triton's stock image clients (NVIDIA's image_client.py)
+    # read it from the config to know the input is HWC, and refuse a model without.
+    config.input.add(
+        name=spec.input_name,
+        data_type=mc.TYPE_UINT8,
+        format=mc.ModelInput.FORMAT_NHWC,
+        dims=list(spec.input_shape),
+    )
     config.output.add(
         name=spec.output_name,
         data_type=mc.TYPE_FP32,
@@ -216,6 +223,10 @@ def preprocess_config(
     config.instance_group.add(
         kind=mc.ModelInstanceGroup.KIND_CPU, count=max(options.cpu_instances, 1)
     )
+    # The pixel cap is baked into the decoder graph at export (the TF backend
+    # passes no parameters to a signature); recorded here so every decoder of
+    # the repository and `medserve verify` read the one value.
+    config.parameters[MAX_PIXELS_PARAMETER].string_value = str(spec.max_pixels)
     return config
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from medserve.decode_guard import REFUSAL_TEXT, png_header
 from medserve.errors import MedServeError, VerificationError
 from medserve.explain.artifact import check_explain_savedmodel
 from medserve.loaders import read_signature, run_eager, run_session
@@ -283,7 +284,31 @@ def check_preprocess_savedmodel(version_dir: Path, spec: ModelSpec) -> list[str]
     return [
         f"PNG (RGB, grey) and JPEG -> uint8 {shape[1:]} via both loaders",
         "corrupt bytes raise an error (one failed request on the server)",
+        _check_pixel_cap(path, spec),
     ]
+
+
+def _check_pixel_cap(path: Path, spec: ModelSpec) -> str:
+    """Both loaders refuse an image one pixel above ``spec.max_pixels``, from its header."""
+    import numpy as np
+
+    header = png_header(spec.max_pixels + 1, 1)
+    feeds = {spec.encoded_input_name: np.array([[header]], dtype=object)}
+    for run in (run_eager, run_session):
+        try:
+            run(path, feeds)
+        except VerificationError as exc:
+            if REFUSAL_TEXT not in str(exc) or f"= {spec.max_pixels}," not in str(exc):
+                raise VerificationError(
+                    f"{path}: an image of {spec.max_pixels + 1} pixels failed, but not with "
+                    f"the pixel cap of the spec ({spec.max_pixels}): {exc}"
+                ) from exc
+        else:
+            raise VerificationError(
+                f"{path}: an image of {spec.max_pixels + 1} pixels was not refused: the "
+                "decoder has no pixel cap; export the model again"
+            )
+    return f"pixel cap {spec.max_pixels} in the graph: a larger image is refused from its header"
 
 
 def _read_spec(model_dir: Path, model_name: str) -> ModelSpec:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from medserve.errors import UsageError
+from medserve.spec import DEFAULT_MAX_PIXELS
 from medserve.tf_logging import quiet_tensorflow
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,15 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--tensorrt-fp16", action="store_true", help="enable TF-TRT FP16 in config.pbtxt (GPU)"
     )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=(
+            "largest image (width x height) the server-side decoders accept; baked into the "
+            "decoder graph and recorded as its config parameter max_pixels (default: %(default)s)"
+        ),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         labels=labels,
         image_size=model_image_size(model),
         max_batch_size=args.max_batch_size,
+        max_pixels=args.max_pixels,
     )
     options = ServingOptions(
         max_queue_delay_us=args.max_queue_delay_us,
