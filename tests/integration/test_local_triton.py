@@ -19,11 +19,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from cli_process import stop_cli
 
 from medserve.errors import ServerError, UsageError
 from medserve.local_triton import LocalTriton
@@ -107,6 +107,41 @@ def test_a_port_taken_after_the_check_is_reported_from_the_server_log(
         # server then meets the busy one, as when another process wins a race.
         with pytest.raises(ServerError, match=f"a port is already in use: .*:{port}"):
             start_server(repo, extra_args=[f"--grpc-port={port}"])
+
+
+def test_a_port_the_launcher_chose_but_lost_before_triton_bound_it_is_replaced(
+    served_repo: Path,
+    served_spec: ModelSpec,
+    tmp_path: Path,
+    start_server: Callable[..., LocalTriton],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import medserve.local_triton as launcher
+
+    repo = _classifier_only_repo(served_repo, served_spec, tmp_path / "repo")
+    real_free_ports = launcher.free_ports
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        offered: list[list[int]] = []
+
+        def lose_one_race(count: int, host: str) -> list[int]:
+            # The first pick hands out a port another process already holds,
+            # as when a client's connection takes it after the probe.
+            ports = real_free_ports(count, host)
+            if not offered:
+                ports[0] = port
+            offered.append(ports)
+            return ports
+
+        monkeypatch.setattr(launcher, "free_ports", lose_one_race)
+        server = start_server(repo)
+
+        assert len(offered) == 2 and port not in (server.http_port, server.grpc_port)
+        np.testing.assert_array_equal(
+            _infer_ok(server.grpc_url, served_spec).shape, (1, served_spec.num_classes)
+        )
 
 
 def test_start_fails_fast_with_the_reason_when_a_model_cannot_load(
@@ -194,7 +229,7 @@ def test_server_stops_when_the_process_that_started_it_is_killed(
             time.sleep(0.5)
         assert group_members(pgid) == []
     finally:
-        _stop_cli(parent)
+        stop_cli(parent)
 
 
 def _read_until(proc: subprocess.Popen[str], marker: str, timeout_s: float) -> list[str]:
@@ -230,21 +265,10 @@ def test_serve_cli_follows_logs_prints_urls_and_stops_cleanly_on_sigterm(
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
-        _stop_cli(proc)
+        stop_cli(proc)
 
     assert proc.returncode == 0, stderr
     assert "SIGTERM: stopping tritonserver" in stdout
     # --follow-logs: the server's own lines, copied from its log file.
     assert "Started GRPCInferenceService" in "\n".join(lines) + stdout
     assert group_members(pgid) == []
-
-
-def _stop_cli(proc: subprocess.Popen[Any]) -> None:
-    """Whatever the test did, the CLI (and through it its server) is gone afterwards."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
