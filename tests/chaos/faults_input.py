@@ -225,6 +225,8 @@ def bombs_and_garbage(server: LocalTriton, scale: Scale) -> FaultRow:
         isinstance(error, InvalidInputError) and "Traceback" not in str(error) for _, error in bad
     )
     classes = Counter(_error_name(error) for _, error in bad)
+    # The first message of each refusal: the JSON shows what a client is told.
+    examples = {f"{p.kind}: {_error_name(e)}": str(e)[:300] for p, e in reversed(bad)}
     growth = {name: storm.memory.peak_growth_bytes for name, storm in storms.items()}
     return FaultRow(
         fault=f"bombs and garbage to {', '.join(sorted({p.model for p in probes}))}",
@@ -245,4 +247,5 @@ def bombs_and_garbage(server: LocalTriton, scale: Scale) -> FaultRow:
             "RSS grows < 256 MB": max(growth.values()) < MAX_GROWTH_BYTES,
             "server alive": alive,
         },
+        examples=examples,
     )
