@@ -9,7 +9,8 @@ Usage (in a test module of this folder)::
 
 Fixtures:
     served_spec: the :class:`~medserve.spec.ModelSpec` of the tiny model (32x32, 2 labels).
-    served_keras_model: the tiny Keras model ``served_repo`` exports.
+    served_keras_model: the tiny Keras model as ``served_repo`` serves it (with its
+        temperature layer, :data:`served_model_builder.SERVED_TEMPERATURE`).
     served_repo: a model repository written by ``export_model`` (medcnn,
         medcnn_preprocess, medcnn_encoded, medcnn_explain), the same layout as production.
     savedmodel_reference: the same SavedModels called in-process (the expected outputs).
@@ -40,6 +41,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from served_model_builder import SERVED_TEMPERATURE, build_served_keras_model
 
 from medserve.local_triton import LocalTriton
 from medserve.spec import SAVEDMODEL_DIRNAME, ModelSpec
@@ -111,24 +113,28 @@ def served_spec() -> ModelSpec:
 
 @pytest.fixture(scope="session")
 def served_keras_model(served_spec: ModelSpec) -> Any:
-    """The tiny reference CNN that ``served_repo`` exports (for in-process references)."""
-    from medserve.model import build_reference_cnn
+    """The Keras model as ``served_repo`` serves it: the tiny CNN and its temperature layer."""
+    from medserve.temperature import with_temperature
 
-    return build_reference_cnn(
-        served_spec.input_shape, served_spec.num_classes, filters=(4, 8, 8), dense_units=8, seed=0
-    )
+    return with_temperature(build_served_keras_model(served_spec), SERVED_TEMPERATURE)
 
 
 @pytest.fixture(scope="session")
-def served_repo(
-    tmp_path_factory: pytest.TempPathFactory, served_spec: ModelSpec, served_keras_model: Any
-) -> Path:
+def served_repo(tmp_path_factory: pytest.TempPathFactory, served_spec: ModelSpec) -> Path:
     """A repository written by ``export_model`` for a tiny reference CNN."""
     from medserve.exporter import export_model
 
     _session_roots.add(tmp_path_factory.getbasetemp().resolve())
     repo = tmp_path_factory.mktemp("served") / "model_repository"
-    export_model(served_keras_model, repo, served_spec)
+    # Served calibrated, as a trained model is: every served probability
+    # passes through the temperature layer of the exported graph.
+    calibration = {"temperature": SERVED_TEMPERATURE, "applied": True, "note": "test input"}
+    export_model(
+        build_served_keras_model(served_spec),
+        repo,
+        served_spec,
+        training_summary={"calibration": calibration},
+    )
     return repo
 
 

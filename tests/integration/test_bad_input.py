@@ -17,9 +17,11 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from image_bombs import png_bomb
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
+from chaos.memory import watch_memory
 from medserve.local_triton import LocalTriton
 from medserve.spec import ModelSpec
 from medserve_client import contract
@@ -27,6 +29,8 @@ from medserve_client import contract
 pytestmark = pytest.mark.integration
 
 ATOL = 1e-5
+# The issue's bound: bombs must not grow the server's memory by this much.
+BOMB_GROWTH_LIMIT_BYTES = 256 * 2**20
 # Stands in for an identifier a corrupt upload could carry: it must never reach
 # an error message or the server log.
 SECRET_MARKER = b"PATIENT-ID-0042-DOE^JANE"
@@ -43,8 +47,12 @@ def _png(image: np.ndarray) -> bytes:
 
 
 def _corrupt_png(image: np.ndarray) -> bytes:
-    """A PNG signature followed by garbage: looks like an image, decodes to nothing."""
-    return _png(image)[:16] + SECRET_MARKER + b"\x00" * 64
+    """A PNG signature and header followed by garbage: looks like an image, decodes to nothing.
+
+    The IHDR chunk (bytes 8-33) stays intact so the decoder's pixel cap reads a
+    plausible size and the failure is the decoder's own.
+    """
+    return _png(image)[:33] + SECRET_MARKER + b"\x00" * 64
 
 
 def _uint8_input(images: np.ndarray, spec: ModelSpec) -> grpcclient.InferInput:
@@ -64,6 +72,13 @@ def _assert_classifier_still_serves(client: Any, spec: ModelSpec, reference: Any
     images = _images(2, seed=99, spec=spec)
     served = client.infer(spec.name, [_uint8_input(images, spec)]).as_numpy(spec.output_name)
     np.testing.assert_allclose(served, reference.classify(images), rtol=0, atol=ATOL)
+
+
+def _assert_classified(result: Any, images: np.ndarray, spec: ModelSpec, reference: Any) -> None:
+    """The server's answer equals the SavedModel called in-process on ``images``."""
+    np.testing.assert_allclose(
+        result.as_numpy(spec.output_name), reference.classify(images), rtol=0, atol=ATOL
+    )
 
 
 def _send_all(client: Any, model: str, requests: list[list[grpcclient.InferInput]]) -> list[Any]:
@@ -141,12 +156,7 @@ def test_corrupt_image_does_not_fail_concurrent_good_requests(
             assert result is None and "PNG or JPEG" in error.message()
             continue
         assert error is None, error
-        np.testing.assert_allclose(
-            result.as_numpy(served_spec.output_name),
-            savedmodel_reference.classify(images[index : index + 1]),
-            rtol=0,
-            atol=ATOL,
-        )
+        _assert_classified(result, images[index : index + 1], served_spec, savedmodel_reference)
 
 
 def test_corrupt_image_in_a_batched_execution_fails_only_its_request(
@@ -169,6 +179,75 @@ def test_corrupt_image_in_a_batched_execution_fails_only_its_request(
             continue
         assert error is None, error
         np.testing.assert_array_equal(result.as_numpy(served_spec.input_name)[0], images[index])
+
+
+@pytest.fixture(scope="module")
+def bomb() -> bytes:
+    """A valid 10000x10000 RGB PNG: ~290 KB on the wire, 300 MB once decoded."""
+    data = png_bomb(10_000, 10_000)
+    assert len(data) < 512 * 1024
+    return data
+
+
+def test_png_bombs_are_refused_naming_the_limit_and_concurrent_requests_are_served(
+    client: Any,
+    local_triton: LocalTriton,
+    served_spec: ModelSpec,
+    savedmodel_reference: Any,
+    bomb: bytes,
+) -> None:
+    images = _images(8, seed=12, spec=served_spec)
+    files = [bomb if index % 2 else _png(image) for index, image in enumerate(images)]
+    requests = [[_bytes_input(served_spec.encoded_input_name, [data])] for data in files]
+    assert local_triton.pid is not None
+
+    with watch_memory(local_triton.pid) as memory:
+        answers = _send_all(client, served_spec.encoded_name, requests)
+
+    for index, (result, error) in enumerate(answers):
+        if index % 2:
+            assert result is None
+            message = error.message()
+            assert "10000x10000 pixels" in message
+            assert f"exceeds max_pixels = {served_spec.max_pixels}" in message
+            assert error.status() == "StatusCode.INVALID_ARGUMENT"
+            assert "Traceback" not in message
+            continue
+        assert error is None, error
+        _assert_classified(result, images[index : index + 1], served_spec, savedmodel_reference)
+    grown = memory.peak_growth_bytes
+    assert grown < BOMB_GROWTH_LIMIT_BYTES, (
+        f"4 bombs grew the server's peak memory by {grown / 2**20:.0f} MB"
+    )
+    _assert_classifier_still_serves(client, served_spec, savedmodel_reference)
+
+
+def test_a_bomb_in_a_batched_execution_fails_only_its_request(
+    client: Any,
+    local_triton: LocalTriton,
+    served_spec: ModelSpec,
+    batched_decoder: Any,
+    bomb: bytes,
+) -> None:
+    images = _images(batched_decoder.max_batch_size, seed=13, spec=served_spec)
+    files = [_png(image) for image in images]
+    files[3] = bomb
+    stats = contract.StatsWindow.open(client, batched_decoder.name)
+    assert local_triton.pid is not None
+
+    with watch_memory(local_triton.pid) as memory:
+        answers = _send_all(
+            client, batched_decoder.name, [[_bytes_input("image_bytes", [data])] for data in files]
+        )
+
+    assert stats.close(requests=len(files)).executions == 1, "the test needs one execution"
+    for index, (result, error) in enumerate(answers):
+        if index == 3:
+            assert result is None and "exceeds max_pixels" in error.message()
+            continue
+        assert error is None, error
+        np.testing.assert_array_equal(result.as_numpy(served_spec.input_name)[0], images[index])
+    assert memory.peak_growth_bytes < BOMB_GROWTH_LIMIT_BYTES
 
 
 def test_server_log_carries_no_payload_of_rejected_requests(

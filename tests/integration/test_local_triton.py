@@ -119,15 +119,14 @@ def test_start_fails_fast_with_the_reason_when_a_model_cannot_load(
     version_dir = max((repo / served_spec.name).glob("[0-9]*"), key=lambda p: int(p.name))
     (version_dir / SAVEDMODEL_DIRNAME / "saved_model.pb").unlink()
 
-    started = time.monotonic()
     with pytest.raises(ServerError) as caught:
         start_server(repo)
-    elapsed_s = time.monotonic() - started
 
+    # "exited with status", not "was not ready within": the launcher reported
+    # the server's own exit (--exit-on-error) instead of waiting out its timeout.
     message = str(caught.value)
-    assert "exited with status" in message
+    assert "exited with status" in message and "was not ready within" not in message
     assert served_spec.name in message and "saved_model.pb is missing" in message
-    assert elapsed_s < 120, f"took {elapsed_s:.0f} s to report a model that cannot load"
 
 
 def test_two_servers_on_one_machine_use_distinct_ports_and_shared_memory(

@@ -22,7 +22,9 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from PIL import Image
+from served_model_builder import SERVED_TEMPERATURE, build_served_keras_model
 
+from medserve.calibration import temperature_scale
 from medserve.local_triton import LocalTriton
 from medserve.spec import LABELS_FILENAME, ModelSpec
 from medserve.triton_backend.model import available_cpus
@@ -68,6 +70,22 @@ def test_served_probabilities_equal_savedmodel_outputs_for_a_batch(
     assert served.shape == (6, served_spec.num_classes)
     assert served.dtype == np.float32
     np.testing.assert_allclose(served, savedmodel_reference.classify(images), rtol=0, atol=ATOL)
+
+
+def test_served_probabilities_are_the_keras_outputs_at_the_exported_temperature(
+    client: Any, served_spec: ModelSpec
+) -> None:
+    images = _images(6, seed=4, spec=served_spec)
+    raw = np.asarray(
+        build_served_keras_model(served_spec)(images.astype(np.float32) / 255.0, training=False),
+        dtype=np.float64,
+    )
+    served = client.infer(served_spec.name, [_uint8_input(images, served_spec)]).as_numpy(
+        served_spec.output_name
+    )
+    calibrated = temperature_scale(raw, SERVED_TEMPERATURE)
+    np.testing.assert_allclose(served, calibrated, rtol=0, atol=ATOL)
+    assert np.max(np.abs(calibrated - raw)) > 100 * ATOL  # the temperature is visible
 
 
 def test_encoded_png_probabilities_equal_savedmodel_outputs_for_a_batch(

@@ -82,7 +82,13 @@ def test_triton_args_fix_models_and_report_ready_only_when_all_are_loaded(
     overlay_renders: list[Render],
 ) -> None:
     for render in overlay_renders:
-        assert one_arg(render, "model-control-mode") == "none", render.name
+        if render.overlay in ONNX_OVERLAYS:
+            # Explicit, to leave out the explain model (no ONNX form, no
+            # TensorFlow backend in 26.09): test_onnx_overlays_load_... below.
+            assert one_arg(render, "model-control-mode") == "explicit", render.name
+        else:
+            assert one_arg(render, "model-control-mode") == "none", render.name
+            assert "load-model" not in triton_args(render), render.name
         assert one_arg(render, "strict-readiness") == "true", render.name
         assert one_arg(render, "model-repository") == "$(MODEL_REPOSITORY)", render.name
         assert one_arg(render, "log-format") == "ISO8601", render.name
@@ -93,6 +99,27 @@ def test_triton_args_fix_models_and_report_ready_only_when_all_are_loaded(
             assert not any(c.startswith("tensorflow,") for c in backend_configs), render.name
         else:
             assert TF_BACKEND_CONFIG in backend_configs, render.name
+
+
+def test_onnx_overlays_load_the_classifier_and_the_encoded_path_but_not_the_explain_model(
+    overlay_renders: list[Render],
+) -> None:
+    import dataclasses
+
+    from medserve.spec import ModelSpec
+    from medserve_client.contract import encoded_model, explain_model, preprocess_model
+
+    # The model name the exporter uses unless told otherwise (--name).
+    (name,) = [f.default for f in dataclasses.fields(ModelSpec) if f.name == "name"]
+    assert isinstance(name, str)
+    for render in (r for r in overlay_renders if r.overlay in ONNX_OVERLAYS):
+        loaded = triton_args(render)["load-model"]
+        assert loaded == [name, preprocess_model(name), encoded_model(name)], render.name
+        assert explain_model(name) not in loaded, render.name
+        # Explicit mode opens loading through the model-repository API: only
+        # with the admin key (test_admin_apis_are_restricted_behind_the_key...).
+        assert "model-repository" in one_arg(render, "http-restricted-api").split(":")[0]
+        assert "model-repository" in one_arg(render, "grpc-restricted-protocol").split(":")[0]
 
 
 def test_grpc_connections_age_out_so_load_rebalances_across_replicas(
@@ -356,3 +383,27 @@ def test_tls_component_routes_https_through_the_ingress_to_the_http_port(
         # The controller's traffic must pass the default-deny NetworkPolicy.
         policy = render.one("NetworkPolicy", "triton-from-ingress-controller")
         assert [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]] == [8000]
+
+
+# Triton's own default for --http-max-input-size (64 MiB): the largest input a
+# request may carry over HTTP. An encoded radiograph of 50 MP (the decoders'
+# max_pixels) fits; a max batch of uint8 224x224 images is a few MB.
+MAX_HTTP_INPUT_BYTES = 64 * 1024 * 1024
+
+
+def test_http_request_size_is_bounded_by_triton_or_by_the_ingress(
+    overlay_renders: list[Render], renders: dict[str, Render]
+) -> None:
+    releases = json.loads(TRITON_FLAGS_FILE.read_text(encoding="utf-8"))["images"]
+    for render in overlay_renders:
+        release = TRITON_RELEASES[triton(render)["image"]]
+        if "http-max-input-size" in releases[release]["flags"]:
+            assert 0 < int(one_arg(render, "http-max-input-size")) <= MAX_HTTP_INPUT_BYTES
+        else:
+            # 25.02 would refuse to start with it; its HTTP bound is the Ingress.
+            assert "http-max-input-size" not in triton_args(render), render.name
+    ingresses = [ingress for render in renders.values() for ingress in render.of_kind("Ingress")]
+    assert ingresses, "no rendered combination has the tls component's Ingress"
+    for ingress in ingresses:
+        size = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+        assert re.fullmatch(r"\d+m", size) and int(size[:-1]) * 2**20 <= MAX_HTTP_INPUT_BYTES

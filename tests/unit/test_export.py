@@ -36,6 +36,7 @@ def test_export_writes_the_documented_repository_layout(exported_repo: ExportedR
         "medcnn/medserve_spec.json",
         "medcnn/1/model.py",
         "medcnn/1/model_card.json",
+        "medcnn/1/model_card.md",
         "medcnn/1/expected_io.npz",
         "medcnn/1/model.savedmodel/saved_model.pb",
         "medcnn_preprocess/config.pbtxt",
@@ -99,8 +100,24 @@ def test_model_card_records_training_facts_and_every_file_checksum(
     assert card["metrics"]["val_accuracy"] == 0.5
     assert card["architecture"]["layers"][-1]["name"] == "probabilities"
     assert {"tensorflow", "keras"} <= set(card["versions"])
-    assert card["files"] == file_checksums(version_dir, exclude=["model_card.json"])
+    assert card["files"] == file_checksums(
+        version_dir, exclude=["model_card.json", "model_card.md"]
+    )
     assert "model.py" in card["files"] and "expected_io.npz" in card["files"]
+
+
+def test_a_model_without_a_training_run_is_served_uncalibrated_and_its_card_says_so(
+    exported_repo: ExportedRepo,
+) -> None:
+    version_dir = exported_repo.repo / "medcnn" / "1"
+    card = json.loads((version_dir / "model_card.json").read_text())
+    assert card["calibration"]["temperature"] == 1.0
+    assert card["calibration"]["applied"] is False
+    assert "reliability.png" not in card["files"]
+    text = (version_dir / "model_card.md").read_text()
+    assert "## Validation metrics\n\nnot measured." in text
+    assert "**T = 1.000** (no calibration recorded" in text
+    assert "- Pointing game: not measured." in text
 
 
 def _encode(array: np.ndarray, fmt: str) -> bytes:

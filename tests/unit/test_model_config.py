@@ -158,3 +158,28 @@ def test_max_batch_size_one_writes_one_warmup_and_one_preferred_size() -> None:
     config = classifier_config(spec, "cpu")
     assert [w.batch_size for w in config.model_warmup] == [1]
     assert list(config.dynamic_batching.preferred_batch_size) == [1]
+
+
+@pytest.mark.parametrize("kind", ["gpu", "cpu", "local"])
+def test_classifier_input_declares_the_nhwc_layout_stock_image_clients_read(kind: str) -> None:
+    # NVIDIA's image_client.py refuses a model whose single input has neither
+    # FORMAT_NHWC nor FORMAT_NCHW, and takes H, W, C from the dims by that layout.
+    config = _roundtrip(classifier_config(SPEC, kind))  # type: ignore[arg-type]
+    (image,) = config.input
+    assert image.format == mc.ModelInput.FORMAT_NHWC
+    assert list(image.dims) == [224, 192, 3]
+    assert "format: FORMAT_NHWC" in to_text(config)
+
+
+@pytest.mark.parametrize("kind", ["gpu", "cpu", "local"])
+def test_every_decoder_config_records_the_pixel_cap_baked_into_its_graph(kind: str) -> None:
+    spec = ModelSpec(labels=("a", "b"), image_size=(32, 32), max_pixels=12_345_678)
+    config = _roundtrip(preprocess_config(spec, kind))  # type: ignore[arg-type]
+    assert config.parameters["max_pixels"].string_value == "12345678"
+
+
+def test_max_pixels_below_the_served_image_or_above_2_31_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="max_pixels"):
+        ModelSpec(labels=("a", "b"), image_size=(32, 32), max_pixels=32 * 32 - 1)
+    with pytest.raises(UsageError, match="max_pixels"):
+        ModelSpec(labels=("a", "b"), image_size=(32, 32), max_pixels=2**31)

@@ -6,14 +6,15 @@ CT (with and without a stored window), MR (LINEAR and SIGMOID windows),
 MONOCHROME1, a DICOM file without its preamble, multi-frame greyscale and
 colour, PALETTE COLOR and compressed (JPEG-LS, 12-bit JPEG) DICOM.
 
-- Training pixels (``medserve.data.load_image_folder``) equal the client's
-  (``medserve_client._inputs.prepare_all``, what ``Client.classify`` sends)
+- Training pixels (``medserve.data.load_image_folder``) equal the tensors
+  ``Client.classify`` puts on the wire (recorded by ``MockTransport``)
   exactly, for every kind of source the client takes.
 - The server's decoder (the ``<model>_preprocess`` SavedModel of the encoded
-  entry point, run in-process) on what the client sends it stays within the
-  bound documented in :mod:`medserve_client.preprocessing`.
-- Each rule changed on the training side only (a mutant below) makes the
-  comparison fail: the parity is not true by accident of the corpus.
+  entry point, run in-process) on the bytes ``Client(send_encoded=True)``
+  sends stays within the bound documented in
+  :mod:`medserve_client.preprocessing`.
+- Each rule changed on one side only, training or client (a mutant below),
+  makes the comparison fail: the parity is not true by accident of the corpus.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 
 from medserve.data import load_image_folder
-from medserve_client._inputs import prepare_all, prepare_encoded
+from medserve_client import Client
 from medserve_client.preprocessing import _dicom, _raster, _sources
+from medserve_client.testing import MockTransport
 
 SIZE = (32, 32)
 # The server decoder's documented bound (medserve_client.preprocessing).
@@ -124,14 +126,32 @@ def _sources_of(path: Path) -> list[Any]:
     return [path, path.read_bytes(), pydicom.dcmread(path, force=True)]
 
 
+def _on_the_wire(sources: list[Any], *, encoded: bool) -> list[Any]:
+    """What ``Client.classify`` sends for each source: a uint8 tensor, or encoded bytes."""
+    transport = MockTransport(size=SIZE[0], max_batch_size=1)
+    with Client("mock:0", transport=transport, send_encoded=encoded, retries=0) as client:
+        client.model_info()  # Metadata and the label probe: not the inputs.
+        first = len(transport.calls)
+        client.classify(sources)
+    model = transport.encoded_model if encoded else transport.model
+    sent = [call.array for call in transport.calls[first:] if call.model == model]
+    arrays = [array for array in sent if array is not None]
+    assert len(arrays) == len(sources)
+    return [array.reshape(-1)[0] if encoded else array[0] for array in arrays]
+
+
 def _client_pixels(corpus: Path) -> dict[str, list[np.ndarray]]:
     files = sorted(p for p in corpus.rglob("*") if p.is_file())
     return {
-        path.relative_to(corpus).as_posix(): prepare_all(
-            _sources_of(path), encoded=False, target_hw=SIZE
-        )
+        path.relative_to(corpus).as_posix(): _on_the_wire(_sources_of(path), encoded=False)
         for path in files
     }
+
+
+def _sent_encoded(path: Path) -> bytes:
+    payload = _on_the_wire([path], encoded=True)[0]
+    assert isinstance(payload, bytes)
+    return payload
 
 
 def _mismatches(corpus: Path, client: dict[str, list[np.ndarray]]) -> list[str]:
@@ -169,7 +189,7 @@ def test_the_corpus_exercises_each_rule(client_pixels: dict[str, list[np.ndarray
     assert np.abs(palette[..., 0] - palette[..., 2]).max() > 50  # Colour, not grey.
 
 
-# One rule changed on the training side only -------------------------------------------
+# One rule changed on one side only ----------------------------------------------------
 
 
 def _no_exif(image: Image.Image, orientation: int) -> Image.Image:
@@ -300,6 +320,15 @@ def test_parity_fails_when_one_rule_changes_on_the_training_side_only(
     assert found, f"changing '{mutant.rule}' for training only went unnoticed"
 
 
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.rule for m in MUTANTS])
+def test_parity_fails_when_one_rule_changes_on_the_client_side_only(
+    mutant: Mutant, corpus: Path
+) -> None:
+    with _mutated(mutant):
+        mutated_client = _client_pixels(corpus)
+    assert _mismatches(corpus, mutated_client), f"changing '{mutant.rule}' for the client only"
+
+
 # The server's decoder ---------------------------------------------------------------
 
 
@@ -328,7 +357,7 @@ def test_the_server_decoder_stays_within_the_documented_bound(
 ) -> None:
     report = []
     for key, tensors in client_pixels.items():
-        served = server_decoder(prepare_encoded(corpus / key, index=0)).astype(int)
+        served = server_decoder(_sent_encoded(corpus / key)).astype(int)
         diff = np.abs(served - tensors[0].astype(int))
         report.append(
             f"{key}: max {diff.max()}, mean {diff.mean():.3f}, differing {np.mean(diff > 0):.4f}"
@@ -339,7 +368,7 @@ def test_the_server_decoder_stays_within_the_documented_bound(
 
 @pytest.mark.parametrize("name", ["a/grey16.png", "a/palette.png", "a/rgba.png", LARGE_JPEG])
 def test_files_the_server_reads_alike_are_sent_as_they_are(corpus: Path, name: str) -> None:
-    assert prepare_encoded(corpus / name, index=0) == (corpus / name).read_bytes()
+    assert _sent_encoded(corpus / name) == (corpus / name).read_bytes()
 
 
 def test_the_server_decoder_ignores_exif_so_the_client_sends_upright_pixels(
@@ -348,7 +377,7 @@ def test_the_server_decoder_ignores_exif_so_the_client_sends_upright_pixels(
     server_decoder: Callable[[bytes], np.ndarray],
 ) -> None:
     path = corpus / "a" / "exif_rotated.jpg"
-    payload = prepare_encoded(path, index=0)
+    payload = _sent_encoded(path)
     assert payload.startswith(b"\x89PNG")
     upright = client_pixels["a/exif_rotated.jpg"][0].astype(int)
     as_stored = server_decoder(path.read_bytes()).astype(int)

@@ -38,6 +38,7 @@ def _tiny(output: Path, **overrides: object) -> TrainConfig:
         "samples_per_class": 8,
         "epochs": 2,
         "batch_size": 8,
+        "validation_split": 0.2,
         "verbose": 0,
     }
     settings.update(overrides)
@@ -77,8 +78,28 @@ def test_train_writes_model_and_training_json_with_the_documented_keys(
     # No temporary files left next to the outputs.
     assert sorted(p.name for p in synthetic_run.model_path.parent.iterdir()) == [
         "model.keras",
+        "reliability.png",
         "training.json",
     ]
+
+
+def test_training_records_the_calibration_and_the_card_metrics_of_the_validation_split(
+    synthetic_run: TrainResult,
+) -> None:
+    record = json.loads(synthetic_run.record_path.read_text())
+    calibration = record["calibration"]
+    assert calibration["samples"] == 4 and calibration["ece_bins"] == 15
+    assert calibration["temperature"] > 0
+    assert set(calibration["before"]) == set(calibration["after"]) == {"ece", "brier", "nll"}
+    # The rule: never worse on validation than the raw model.
+    assert calibration["after"]["ece"] <= calibration["before"]["ece"]
+    assert calibration["applied"] == (calibration["temperature"] != 1.0)
+    assert calibration["reliability_diagram"] == "reliability.png"
+    assert (synthetic_run.model_path.parent / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+    report = record["validation_report"]
+    assert report["samples"] == 4 and report["threshold"] == 0.5
+    assert set(report["metrics"]) == {"roc_auc", "accuracy", "sensitivity", "specificity"}
+    assert report["metrics"]["accuracy"]["value"] == record["metrics"]["val_accuracy"]
 
 
 def test_second_run_with_the_same_settings_reuses_the_model(
@@ -166,3 +187,12 @@ def test_bad_settings_are_usage_errors_naming_the_field(
 ) -> None:
     with pytest.raises(UsageError, match=field):
         _tiny(tmp_path, **overrides)
+
+
+def test_the_synthetic_set_holds_out_more_for_calibration_than_a_folder(tmp_path: Path) -> None:
+    synthetic = TrainConfig(output=tmp_path)
+    folder = TrainConfig(output=tmp_path, data_dir=tmp_path)
+    assert synthetic.resolved_validation_split() == 0.6
+    assert folder.resolved_validation_split() == 0.2
+    assert synthetic.hyperparameters()["validation_split"] == 0.6
+    assert TrainConfig(output=tmp_path, validation_split=0.3).resolved_validation_split() == 0.3

@@ -23,12 +23,12 @@ from typing import Any, Protocol
 from medserve_client._models import TLS
 from medserve_client._requests import (
     Request,
+    WireHeaders,
     config_from,
     grpc_channel_kwargs,
     mapped_connect,
     opt_path,
     read_reply,
-    wire_headers,
 )
 from medserve_client._transport import Endpoint, InferCall, InferReply
 
@@ -86,7 +86,7 @@ class AsyncTritonTransport:
                     ssl=endpoint.ssl,
                     ssl_context=ssl_context,
                 )
-        self._headers = wire_headers(endpoint)
+        self._headers = WireHeaders.of(endpoint)
         self._module = module
 
     async def _send(self, request: Request) -> Any:

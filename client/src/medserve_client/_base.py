@@ -62,6 +62,7 @@ class BaseClient(Generic[TransportT]):
         tls: TLS | None = None,
         headers: Mapping[str, str] | None = None,
         bearer_token: str | None = None,
+        admin_key: str | None = None,
         send_encoded: bool = False,
         shared_memory: bool = False,
         max_concurrency: int = 8,
@@ -79,6 +80,7 @@ class BaseClient(Generic[TransportT]):
             tls=tls,
             headers=headers,
             bearer_token=bearer_token,
+            admin_key=admin_key,
         )
         self.model = model
         self.version = None if version is None else str(version)

@@ -64,6 +64,9 @@ class Client(BaseClient[Transport]):
         tls: Certificates for gRPC TLS or HTTPS (turns TLS on).
         headers: Sent with every request (e.g. for an auth proxy).
         bearer_token: Sent as ``authorization: Bearer <token>``; never logged.
+        admin_key: The server's admin key (``medserve serve --admin-key-file``,
+            the k8s Secret ``triton-admin``), sent only with admin calls
+            (shared-memory registration); never logged.
         send_encoded: Send the encoded file bytes to ``<model>_encoded`` and
             let the server decode and resize them.
         shared_memory: Pass tensors through system shared memory (client and

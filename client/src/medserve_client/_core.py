@@ -24,7 +24,7 @@ import numpy.typing as npt
 from medserve_client._errors import InferenceError, InvalidInputError
 from medserve_client._models import TLS, ModelInfo, Prediction, Timeout
 from medserve_client._transport import Endpoint, InferCall, OutputSpec
-from medserve_client.contract import EncodedEntry
+from medserve_client.contract import ADMIN_KEY_HEADER, GRPC_RESTRICTED_PREFIX, EncodedEntry
 
 T = TypeVar("T")
 
@@ -150,6 +150,7 @@ def build_endpoint(
     tls: TLS | None,
     headers: Mapping[str, str] | None,
     bearer_token: str | None,
+    admin_key: str | None = None,
 ) -> Endpoint:
     """The :class:`Endpoint` both clients build from their constructor arguments."""
     hostport, chosen, ssl = parse_url(url, protocol)
@@ -158,7 +159,14 @@ def build_endpoint(
         if not bearer_token.strip():
             raise InvalidInputError("bearer_token is empty")
         merged["authorization"] = f"Bearer {bearer_token}"
-    for key, value in merged.items():
+    admin: dict[str, str] = {}
+    if admin_key is not None:
+        if not admin_key.strip():
+            raise InvalidInputError("admin_key is empty")
+        # Triton's --grpc-restricted-protocol reads the header with this prefix.
+        prefix = GRPC_RESTRICTED_PREFIX if chosen == "grpc" else ""
+        admin[prefix + ADMIN_KEY_HEADER] = admin_key
+    for key, value in {**merged, **admin}.items():
         if not isinstance(key, str) or not isinstance(value, str) or "\n" in key + value:
             raise InvalidInputError(f"header {key!r} must be a one-line string with a string value")
     return Endpoint(
@@ -168,6 +176,7 @@ def build_endpoint(
         tls=tls,
         headers=merged,
         timeout=Timeout.coerce(timeout_s),
+        admin_headers=admin,
     )
 
 

@@ -18,8 +18,11 @@ Exception tree::
     ├── ServerUnavailableError         exit 3: no connection, server down or not live   (retried)
     ├── ModelNotReadyError             exit 4: unknown model, version not loaded, not ready
     ├── InvalidInputError              exit 2: bad input, caught client-side or the server's 400
+    │   └── RequestTooLargeError       exit 2: larger than a size limit of the server or a proxy
     ├── InferenceTimeoutError          exit 5: the call's deadline passed
     ├── ServerOverloadedError          exit 6: the queue policy rejected the request   (retried)
+    ├── TLSError                       exit 7: the TLS handshake failed (CA, certificate, host name)
+    ├── PermissionDeniedError          exit 8: an admin API needs the admin key (or a proxy refused)
     └── InferenceError                 exit 1: any other failure of the server or the model
 
 tritonclient and gRPC errors become these classes only in ``_transport`` (and
@@ -54,6 +57,25 @@ class InvalidInputError(MedServeError, ValueError):
     """The input is wrong: caught while preprocessing, or rejected by the server (400)."""
 
     exit_code = 2
+
+
+class RequestTooLargeError(InvalidInputError):
+    """The request is larger than the server (or a proxy in front of it) accepts."""
+
+
+class TLSError(MedServeError):
+    """The TLS handshake failed: wrong CA, missing client certificate, or wrong host name.
+
+    Not retried: the same certificates fail the same way until the settings change.
+    """
+
+    exit_code = 7
+
+
+class PermissionDeniedError(MedServeError):
+    """The server (or a proxy) refused the call: an admin API without the right admin key."""
+
+    exit_code = 8
 
 
 class InferenceTimeoutError(MedServeError, TimeoutError):

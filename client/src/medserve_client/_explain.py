@@ -31,7 +31,7 @@ from medserve_client.contract import PREDICTED_CLASS
 
 SUPPORTIVE_NOTE = "Supportive only, not a diagnosis."
 # How strongly the heatmap colours the image where it is hottest.
-_OVERLAY_ALPHA = 0.5
+_OVERLAY_ALPHA = 0.6
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,8 @@ def to_explanations(
 
 def colormap(heatmap: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
     """A jet-like colour map (blue, cyan, yellow, red) of values in [0, 1], as uint8 RGB."""
-    x = np.clip(heatmap, 0.0, 1.0)[..., None]
+    # The middle of the jet ramp: pure blue at 0, pure red at 1.
+    x = 0.125 + 0.75 * np.clip(heatmap, 0.0, 1.0)[..., None]
     centres = np.array([0.75, 0.5, 0.25], dtype=np.float32)  # R, G, B peaks
     rgb = np.clip(1.5 - np.abs(4.0 * x - 4.0 * centres), 0.0, 1.0)
     return np.round(rgb * 255.0).astype(np.uint8)
@@ -180,11 +181,12 @@ def render_overlay(
 ) -> Image.Image:
     """The heatmap blended over the image, above a banner saying it is supportive only.
 
-    Cold regions keep the original pixels; the hottest are half heatmap colour.
+    Cold regions keep the original pixels; the hottest are 60 % heatmap colour.
     The top ``H`` rows are the blended image, pixel for pixel; the banner is
     added below them, so it hides nothing.
     """
-    weight = (_OVERLAY_ALPHA * np.clip(heatmap, 0.0, 1.0))[..., None]
+    # sqrt: Grad-CAM maps are peaked; the rim of the evidence should show too.
+    weight = (_OVERLAY_ALPHA * np.sqrt(np.clip(heatmap, 0.0, 1.0)))[..., None]
     blended = image.astype(np.float32) * (1.0 - weight) + colormap(heatmap) * weight
     picture = Image.fromarray(np.round(blended).astype(np.uint8), mode="RGB")
     text = f"Grad-CAM: {caption}\n{SUPPORTIVE_NOTE}"

@@ -44,6 +44,7 @@ class Request:
         timeout_s: The deadline of the call.
         kwargs: The method's arguments common to both protocols.
         json: Ask gRPC for the JSON form of the answer (HTTP answers JSON anyway).
+        admin: An admin API call: it carries the endpoint's admin headers (the key).
     """
 
     action: str
@@ -52,6 +53,7 @@ class Request:
     timeout_s: float
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     json: bool = False
+    admin: bool = False
 
     @classmethod
     def server_ready(cls, *, timeout_s: float) -> Request:
@@ -122,6 +124,7 @@ class Request:
         """Register a system shared-memory region."""
         return cls(
             action="register shared memory",
+            admin=True,
             method="register_system_shared_memory",
             timeout_s=timeout_s,
             kwargs={"name": name, "key": key, "byte_size": byte_size},
@@ -132,14 +135,15 @@ class Request:
         """Unregister a system shared-memory region."""
         return cls(
             action="unregister shared memory",
+            admin=True,
             method="unregister_system_shared_memory",
             timeout_s=timeout_s,
             kwargs={"name": name},
         )
 
-    def kwargs_for(self, protocol: str, headers: Mapping[str, str] | None) -> dict[str, Any]:
+    def kwargs_for(self, protocol: str, headers: WireHeaders) -> dict[str, Any]:
         """The keyword arguments of :attr:`method` for the ``protocol``'s client."""
-        kwargs = {"headers": headers, **self.kwargs}
+        kwargs = {"headers": headers.admin if self.admin else headers.plain, **self.kwargs}
         if protocol == "grpc":
             # Only the gRPC clients take a per-call deadline; the HTTP ones are
             # bounded by their network timeout (blocking) or asyncio.wait_for (aio).
@@ -158,11 +162,28 @@ def mapped_connect(endpoint: Endpoint) -> AbstractContextManager[None]:
     return mapped(endpoint, model=None, timeout_s=endpoint.timeout.connect_s, action="connect")
 
 
-def wire_headers(endpoint: Endpoint) -> dict[str, str] | None:
-    """The endpoint's headers as the protocol's client takes them (``None`` for none)."""
+@dataclass(frozen=True)
+class WireHeaders:
+    """A transport's headers: for every call, and for admin calls (with the admin key)."""
+
+    plain: dict[str, str] | None
+    admin: dict[str, str] | None
+
+    @classmethod
+    def of(cls, endpoint: Endpoint) -> WireHeaders:
+        """Both header sets of ``endpoint``, as its protocol's client takes them."""
+        return cls(plain=wire_headers(endpoint), admin=wire_headers(endpoint, admin=True))
+
+
+def wire_headers(endpoint: Endpoint, *, admin: bool = False) -> dict[str, str] | None:
+    """The endpoint's headers as the protocol's client takes them (``None`` for none).
+
+    With ``admin``, the admin headers (the key) are added: only admin calls carry them.
+    """
+    headers = {**endpoint.headers, **(endpoint.admin_headers if admin else {})}
     if endpoint.protocol == "grpc":
-        return grpc_headers(endpoint.headers)
-    return dict(endpoint.headers) or None
+        return grpc_headers(headers)
+    return headers or None
 
 
 # gRPC waits up to 120 s between reconnection attempts by default (1 s growing

@@ -27,11 +27,11 @@ from typing import Any
 from medserve_client._models import TLS
 from medserve_client._requests import (
     Request,
+    WireHeaders,
     config_from,
     grpc_channel_kwargs,
     mapped_connect,
     read_reply,
-    wire_headers,
 )
 from medserve_client._transport import Endpoint, InferCall, InferReply, Transport
 
@@ -85,7 +85,7 @@ class GrpcTransport(BlockingTransport):
             self._client = grpcclient.InferenceServerClient(
                 endpoint.url, **grpc_channel_kwargs(endpoint)
             )
-        self._headers = wire_headers(endpoint)
+        self._headers = WireHeaders.of(endpoint)
 
     def _send(self, request: Request) -> Any:
         kwargs = request.kwargs_for("grpc", self._headers)
@@ -109,7 +109,7 @@ class HttpTransport(BlockingTransport):
         # Weak: a client dies with its thread (its __del__ closes it), so the
         # worker threads of many classify_many calls do not pile up connections.
         self._clients: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._headers = wire_headers(endpoint)
+        self._headers = WireHeaders.of(endpoint)
 
     def _client(self) -> Any:
         client = getattr(self._local, "client", None)

@@ -41,6 +41,20 @@ _OVERLOAD = re.compile(r"maximum queue size|queue is full|timeout expired|reject
 _MODEL_MISSING = re.compile(
     r"unknown model|not ready|no available version|is not found|not loaded|unavailable model", re.I
 )
+# Triton's answer to an admin call without the key: 403 "This API is restricted"
+# (HTTP) or UNAVAILABLE "This protocol is restricted" (gRPC).
+_RESTRICTED = re.compile(r"is restricted, expecting header", re.I)
+_TLS_FAILED = re.compile(
+    r"handshake fail|certificate_verify_failed|certificate verify failed|ssl_error|"
+    r"wrong_version_number|tsi_protocol_failure",
+    re.I,
+)
+# Triton 2.59+ (--http-max-input-size), gRPC's message limit, a proxy's 413.
+_TOO_LARGE = re.compile(
+    r"exceeds the maximum allowed value|larger than max|request entity too large|"
+    r"payload too large",
+    re.I,
+)
 _UNREACHABLE = re.compile(
     r"failed to connect|connection refused|connect failed|socket closed|dns resolution|"
     r"name resolution|broken pipe|connection reset|unavailable|"
@@ -62,6 +76,8 @@ class Endpoint:
         tls: Certificates and options when ``ssl`` is on.
         headers: Sent with every request (gRPC metadata keys are lower-cased).
         timeout: Connect and request limits.
+        admin_headers: Sent only with admin calls (shared-memory registration):
+            the admin key, never with inference.
     """
 
     url: str
@@ -70,6 +86,7 @@ class Endpoint:
     tls: TLS | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout: Timeout = field(default_factory=Timeout)
+    admin_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def display_url(self) -> str:
@@ -148,6 +165,26 @@ def map_error(
     where += f" at {endpoint.display_url}"
     status, message = _status_and_message(exc)
     text = f"{message[:_MAX_SERVER_MESSAGE]}" if message else type(exc).__name__
+    if _RESTRICTED.search(message):
+        return _errors.PermissionDeniedError(
+            f"{where}: refused ({text}); this API is closed behind the server's admin key: "
+            "pass admin_key= to the client"
+        )
+    if status == "403":
+        return _errors.PermissionDeniedError(
+            f"{where}: forbidden by the server or a proxy ({text})"
+        )
+    if _TLS_FAILED.search(message):
+        return _errors.TLSError(
+            f"{where}: the TLS handshake failed ({text}); check TLS(root_certificates=...) "
+            "names the CA that signed the server's certificate, the host name matches it, "
+            "and for mutual TLS private_key and certificate_chain"
+        )
+    if _TOO_LARGE.search(message) or status in ("413", "StatusCode.RESOURCE_EXHAUSTED"):
+        return _errors.RequestTooLargeError(
+            f"{where}: the request is larger than the server or its proxy accepts ({text}); "
+            "send fewer or smaller images per call"
+        )
     if _is_timeout(exc, status, message):
         return _errors.InferenceTimeoutError(
             f"{where}: no answer within the deadline of {timeout_s:.2g} s; "
@@ -164,9 +201,11 @@ def map_error(
             "and version, and the server log"
         )
     if isinstance(exc, OSError) or status in ("StatusCode.UNAVAILABLE", "502", "503"):
-        return _errors.ServerUnavailableError(
-            f"{where}: server unavailable ({text}); is tritonserver running and reachable?"
-        )
+        hint = "is tritonserver running and reachable?"
+        if endpoint.protocol == "grpc" and not endpoint.ssl and "socket closed" in text.lower():
+            # What a plaintext channel sees when the server speaks TLS.
+            hint += " If it serves TLS (--grpc-use-ssl), connect with tls=TLS(...)"
+        return _errors.ServerUnavailableError(f"{where}: server unavailable ({text}); {hint}")
     if _UNREACHABLE.search(message) and status in ("", "None"):
         return _errors.ServerUnavailableError(f"{where}: server unavailable ({text})")
     if status in ("StatusCode.INVALID_ARGUMENT", "400"):

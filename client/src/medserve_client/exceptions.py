@@ -17,8 +17,11 @@ from medserve_client._errors import (
     InvalidInputError,
     MedServeError,
     ModelNotReadyError,
+    PermissionDeniedError,
+    RequestTooLargeError,
     ServerOverloadedError,
     ServerUnavailableError,
+    TLSError,
 )
 from medserve_client._errors import __doc__ as _tree_doc
 
@@ -31,6 +34,9 @@ __all__ = [
     "InvalidInputError",
     "MedServeError",
     "ModelNotReadyError",
+    "PermissionDeniedError",
+    "RequestTooLargeError",
     "ServerOverloadedError",
     "ServerUnavailableError",
+    "TLSError",
 ]

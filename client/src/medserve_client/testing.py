@@ -278,7 +278,6 @@ class AsyncMockTransport:
 
     async def infer(self, call: InferCall) -> InferReply:
         """See :meth:`MockTransport.infer`; runs in a thread so requests overlap."""
-        await asyncio.sleep(0.005)  # Let other requests start: concurrency is observable.
         return await asyncio.to_thread(self.mock.infer, call)
 
     async def register_shm(self, name: str, key: str, byte_size: int, *, timeout_s: float) -> None:

@@ -25,13 +25,24 @@ if TYPE_CHECKING:
 
 def evaluate(model: keras.Model, data: LabelledImages, *, batch_size: int = 32) -> dict[str, float]:
     """Accuracy, ROC AUC and categorical cross-entropy of ``model`` on ``data``."""
+    return score(data.labels, predict_probabilities(model, data, batch_size=batch_size))
+
+
+def predict_probabilities(
+    model: keras.Model, data: LabelledImages, *, batch_size: int = 32
+) -> np.ndarray:
+    """``model``'s float64 ``(rows, classes)`` outputs for ``data``, in order."""
     probabilities = model.predict(batches(data, batch_size, shuffle_seed=None), verbose=0)
-    probabilities = np.asarray(probabilities, dtype=np.float64)
+    return np.asarray(probabilities, dtype=np.float64)
+
+
+def score(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """``val_accuracy``, ``val_roc_auc`` and ``val_loss`` of ``probabilities``."""
     # Keras clips probabilities to [eps, 1 - eps] in its loss; do the same.
-    picked = np.clip(probabilities[np.arange(len(data)), data.labels], 1e-7, 1.0 - 1e-7)
+    picked = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0 - 1e-7)
     return {
-        "val_accuracy": accuracy(data.labels, probabilities),
-        "val_roc_auc": roc_auc(data.labels, probabilities),
+        "val_accuracy": accuracy(labels, probabilities),
+        "val_roc_auc": roc_auc(labels, probabilities),
         "val_loss": float(-np.mean(np.log(picked))),
     }
 

@@ -8,11 +8,13 @@ Usage::
 Steps, each printed as it happens:
 
 1. train the reference CNN on the synthetic set at 224x224 (reused when
-   nothing that decides the training changed);
-2. export it into the model repository and verify it (skipped when the newest
-   version already holds this training run; verified either way);
-3. measure the explanations (pointing game and sanity check on held-out
+   nothing that decides the training changed) and print its calibration
+   (the temperature, ECE and Brier score before and after);
+2. measure the explanations (pointing game and sanity check on held-out
    synthetic lesions, :mod:`medserve.explain.demo_steps`; reused when fresh);
+3. export it into the model repository with its model card (which carries
+   the figures of steps 1 and 2) and verify it (skipped when the newest
+   version already holds this training run; verified either way);
 4. start the real ``tritonserver`` on the repository (:class:`LocalTriton`);
 5. classify a generated PNG and JPEG of each class and pydicom's real
    ``CT_small.dcm`` and ``MR_small.dcm`` through the client library, and
@@ -39,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from medserve.errors import MedServeError
+from medserve.errors import MedServeError, VerificationError
 from medserve_client import MedServeError as ClientError
 from medserve_client import contract
 
@@ -84,10 +86,27 @@ def train_model(work: Path, *, retrain: bool) -> Any:
         f"  validation accuracy {metrics.get('val_accuracy', float('nan')):.3f}, "
         f"ROC AUC {metrics.get('val_roc_auc', float('nan')):.3f}"
     )
+    print(calibration_line(result.record, result.model_path.parent))
     return result
 
 
-def export_model_once(trained: Any, repo: Path) -> int:
+def calibration_line(record: dict[str, Any], training_dir: Path) -> str:
+    """The calibration figure of a ``training.json``: T, and ECE / Brier before and after."""
+    calibration = record.get("calibration")
+    if not calibration:
+        return "  calibration: not measured (training.json has no calibration section)"
+    before, after = calibration["before"], calibration["after"]
+    state = "applied in the served graph" if calibration["applied"] else "not applied (T = 1 kept)"
+    return (
+        f"  calibration on {calibration['samples']} validation images: "
+        f"T = {calibration['temperature']:.3f}, {state}\n"
+        f"    ECE (15 bins) {before['ece']:.4f} -> {after['ece']:.4f}, "
+        f"Brier {before['brier']:.4f} -> {after['brier']:.4f}; "
+        f"reliability diagram {training_dir / calibration['reliability_diagram']}"
+    )
+
+
+def export_model_once(trained: Any, repo: Path, explanation: dict[str, Any] | None = None) -> int:
     """Export the trained model unless the newest version is already this run; verify.
 
     Returns:
@@ -97,6 +116,7 @@ def export_model_once(trained: Any, repo: Path) -> int:
     from medserve.exporter import export_model
     from medserve.model import load_classifier, model_image_size
     from medserve.model_card import read_model_card
+    from medserve.model_card_render import write_card_markdown
     from medserve.repository import existing_versions
     from medserve.spec import ModelSpec
     from medserve.verify import verify_repository
@@ -111,18 +131,31 @@ def export_model_once(trained: Any, repo: Path) -> int:
             card = {}
         explain_version = repo / contract.explain_model(MODEL_NAME) / str(newest)
         if card.get("training_run") == run and explain_version.is_dir():
-            report = verify_repository(repo, model_name=MODEL_NAME, version=newest)
-            checks = len(report.checks)
-            print(f"  version {newest} already holds this model; verify: {checks} checks passed")
-            return newest
+            # Render the card again: a newer medserve may render it differently.
+            write_card_markdown(repo / MODEL_NAME / str(newest))
+            try:
+                report = verify_repository(repo, model_name=MODEL_NAME, version=newest)
+            except VerificationError as exc:
+                # Same weights, but written by an older medserve (e.g. before
+                # the decoder's pixel cap): export them again as a new version.
+                print(f"  version {newest} holds this model but fails verify ({exc}); re-export")
+            else:
+                checks = len(report.checks)
+                print(
+                    f"  version {newest} already holds this model; verify: {checks} checks passed"
+                )
+                return newest
 
     model = load_classifier(trained.model_path)
     labels = resolve_labels(None, None, trained.record, trained.model_path)
     spec = ModelSpec(name=MODEL_NAME, labels=labels, image_size=model_image_size(model))
-    result = export_model(model, repo, spec, training_summary=trained.record)
+    result = export_model(
+        model, repo, spec, training_summary=trained.record, explanation=explanation
+    )
     print(
         f"  exported {MODEL_NAME} version {result.version} "
-        f"(+ {result.preprocess_dir.name}, {result.ensemble_dir.name}) to {repo}\n"
+        f"(+ {result.preprocess_dir.name}, {result.ensemble_dir.name}, {result.explain_dir.name}) "
+        f"to {repo}\n"
         f"  verify: {len(result.report.checks)} checks passed"
     )
     return result.version
@@ -198,10 +231,11 @@ def run(args: argparse.Namespace) -> int:
     work.mkdir(parents=True, exist_ok=True)
     step(1, "train the reference CNN (3 conv blocks 32/64/128, dense 128) on synthetic scans")
     trained = train_model(work, retrain=args.retrain)
-    step(2, f"export a Triton model repository to {args.repo} and verify it")
-    export_model_once(trained, args.repo)
-    step(3, "explanation quality: Grad-CAM on held-out synthetic lesions (in-process)")
-    print_explanation_quality(trained)
+    # Measured before the export, so the model card carries the figures.
+    step(2, "explanation quality: Grad-CAM on held-out synthetic lesions (in-process)")
+    explanation = print_explanation_quality(trained)
+    step(3, f"export a Triton model repository to {args.repo} and verify it")
+    export_model_once(trained, args.repo, explanation)
     step(4, "start the real tritonserver (nvidia-pytriton wheel, CPU, Python backend)")
     started = time.monotonic()
     with LocalTriton(args.repo, log_path=work / "tritonserver.log") as server:

@@ -38,8 +38,10 @@ from medserve.errors import MedServeError, UsageError
 from medserve.explain.artifact import write_explain_version
 from medserve.model import check_classifier, model_image_size
 from medserve.model_card import build_model_card, write_model_card
+from medserve.model_card_render import EXPLANATION_KEY, write_card_markdown
 from medserve.model_config import (
     CONFIG_KINDS,
+    EXPLAIN_CONFIG_KINDS,
     ServingOptions,
     classifier_config,
     config_path,
@@ -49,6 +51,7 @@ from medserve.model_config import (
     preprocess_name,
     to_text,
 )
+from medserve.reliability_plot import RELIABILITY_FILENAME, write_reliability_diagram
 from medserve.repository import (
     choose_version,
     commit_directories,
@@ -58,6 +61,7 @@ from medserve.repository import (
 )
 from medserve.savedmodel import write_classifier_savedmodel, write_preprocess_savedmodel
 from medserve.spec import LABELS_FILENAME, SAVEDMODEL_DIRNAME, SPEC_FILENAME, ModelSpec
+from medserve.temperature import calibration_of, with_temperature
 from medserve.verify import (
     EXPECTED_IO_FILENAME,
     VerifyReport,
@@ -112,6 +116,7 @@ def export_model(
     force: bool = False,
     training_summary: dict[str, Any] | None = None,
     options: ServingOptions | None = None,
+    explanation: dict[str, Any] | None = None,
 ) -> ExportResult:
     """Export ``model`` into the Triton repository ``repo`` and verify it.
 
@@ -121,8 +126,11 @@ def export_model(
         spec: Model name, labels, input size and batching limit.
         version: Version to write; default the next free one.
         force: Replace ``version`` if it already exists.
-        training_summary: ``training.json`` of the training run, for the card.
+        training_summary: ``training.json`` of the training run, for the card
+            and the temperature applied in the graph (none: ``T = 1``).
         options: Batching, queue and TF-TRT settings of the configs.
+        explanation: ``medserve evaluate``'s figures (``explanation.json``) for
+            the card; without them the card says "not measured".
 
     Raises:
         UsageError: The model does not fit ``spec``, ``repo`` is a file, or
@@ -131,6 +139,11 @@ def export_model(
     """
     options = options or ServingOptions()
     check_model_matches_spec(model, spec)
+    calibration = calibration_of(training_summary)
+    # Every artifact below (SavedModel, recorded outputs, the verifier's Keras
+    # reference) is built from the calibrated model, so each runtime serves
+    # calibrated probabilities.
+    model = with_temperature(model, calibration["temperature"])
     options.batch_sizes_for(spec.max_batch_size)  # Fail on bad sizes before writing.
     repo = prepare_repository(repo)
     model_dir = repo / spec.name
@@ -152,6 +165,8 @@ def export_model(
         log.info("writing %s version %d", spec.name, number)
         write_classifier_savedmodel(model, cls_tmp / SAVEDMODEL_DIRNAME, spec)
         (cls_tmp / TEMPLATE_FILENAME).write_bytes(template)
+        if calibration.get("reliability_bins"):
+            write_reliability_diagram(cls_tmp / RELIABILITY_FILENAME, calibration)
         _write_expected_io(cls_tmp, spec, expected_input, _keras_outputs(model, expected_input))
         prechecked = {spec.name: check_classifier_savedmodel(cls_tmp, spec, reference_model=model)}
         write_model_card(
@@ -162,9 +177,15 @@ def export_model(
                 version=number,
                 role="classifier",
                 training_summary=training_summary,
-                extra={"serving": _options_summary(options), "expected_io": EXPECTED_IO_FILENAME},
+                extra={
+                    "serving": _options_summary(options),
+                    "expected_io": EXPECTED_IO_FILENAME,
+                    "calibration": calibration,
+                    EXPLANATION_KEY: explanation,
+                },
             ),
         )
+        write_card_markdown(cls_tmp)
 
         log.info("writing %s version %d", preprocess_name(spec), number)
         write_preprocess_savedmodel(prep_tmp / SAVEDMODEL_DIRNAME, spec)
@@ -239,6 +260,7 @@ def _write_top_level(
         write_text_atomic(
             config_path(prep_dir, kind), to_text(preprocess_config(spec, kind, options))
         )
+    for kind in EXPLAIN_CONFIG_KINDS:
         write_text_atomic(
             config_path(explain_dir, kind), to_text(explain_config(spec, kind, options))
         )

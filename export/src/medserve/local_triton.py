@@ -24,19 +24,18 @@ the stubs print goes to one log file; failures quote its relevant lines.
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 import secrets
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
 from medserve.errors import ServerError, UsageError
+from medserve.http_probe import http_json, http_ok
 from medserve.ports import free_ports, port_in_use
 from medserve.process_group import (
     describe_exit_status,
@@ -45,7 +44,12 @@ from medserve.process_group import (
     stop_group,
 )
 from medserve.server_log import explain_failure, tail_lines
-from medserve.stub import ensure_python_stub, locate_tritonserver, server_environment
+from medserve.stub import (
+    TritonInstall,
+    ensure_python_stub,
+    locate_tritonserver,
+    server_environment,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +57,7 @@ DEFAULT_CONFIG_NAME = "local"
 DEFAULT_HOST = "127.0.0.1"
 LOG_FILENAME = "tritonserver.log"
 _POLL_S = 0.25
-_PROBE_TIMEOUT_S = 2.0
+_PORT_ATTEMPTS = 3
 
 
 class LocalTriton:
@@ -77,6 +81,7 @@ class LocalTriton:
         exit_timeout_s: int = 10,
         log_path: Path | None = None,
         extra_args: Sequence[str] = (),
+        admin_headers: Mapping[str, str] | None = None,
     ) -> None:
         """Describe the server; nothing starts until :meth:`start`.
 
@@ -94,7 +99,10 @@ class LocalTriton:
             exit_timeout_s: How long Triton waits for in-flight requests when
                 stopping; the launcher kills it 10 s after that.
             log_path: Server log file (default: a new temporary directory).
-            extra_args: More ``tritonserver`` flags, appended as given.
+            extra_args: More ``tritonserver`` flags, appended as given (never
+                logged: they may hold an admin key).
+            admin_headers: Headers that open the admin APIs when ``extra_args``
+                restrict them (the launcher reads the repository index).
         """
         self.repo = Path(repo)
         self.config_name = config_name
@@ -106,6 +114,7 @@ class LocalTriton:
         self._tritonserver = tritonserver
         self._log_path = Path(log_path) if log_path is not None else None
         self._extra_args = tuple(extra_args)
+        self._admin_headers = dict(admin_headers or {})
         self._proc: subprocess.Popen[bytes] | None = None
         self._shm_prefix = ""
         self.models: dict[str, str] = {}
@@ -202,6 +211,20 @@ class LocalTriton:
         self.check_repository()
         install = locate_tritonserver(self._tritonserver)
         backend_dir = ensure_python_stub(install)
+        for attempt in range(1, _PORT_ATTEMPTS + 1):
+            try:
+                self._launch(install, backend_dir)
+                return
+            except ServerError:
+                # A port picked here was free when probed, but another process
+                # (often a client's outgoing connection) may take it before
+                # Triton binds it: pick new ones rather than fail.
+                if attempt == _PORT_ATTEMPTS or not self._lost_a_chosen_port():
+                    raise
+                log.warning("a port chosen for tritonserver was taken meanwhile; new ports")
+
+    def _launch(self, install: TritonInstall, backend_dir: Path | None) -> None:
+        """Start the process on newly chosen ports and wait until it is ready."""
         self._ports = self._choose_ports()
         # Unique per server: the Python backend names its /dev/shm regions
         # with this prefix, and two servers with the same one would collide.
@@ -311,6 +334,12 @@ class LocalTriton:
                 f"<model>/configs/{self.config_name}.pbtxt in it; run medserve export first"
             )
 
+    def _lost_a_chosen_port(self) -> bool:
+        """Whether the server log says a port the launcher chose itself was in use."""
+        chosen = [port for kind, port in self._ports.items() if self._requested_ports[kind] is None]
+        lines = [line for line in tail_lines(self.log_path, 200) if "already in use" in line]
+        return any(re.search(rf":{port}\b", line) for line in lines for port in chosen)
+
     def _choose_ports(self) -> dict[str, int]:
         for kind, port in self._requested_ports.items():
             if port is not None and not 1 <= port <= 65535:
@@ -340,7 +369,7 @@ class LocalTriton:
             status = self._proc.poll()
             if status is not None:
                 raise ServerError(self._exit_message(status))
-            if self._http_ok("GET", "/v2/health/ready"):
+            if http_ok(self.http_url + "/v2/health/ready"):
                 break
             if time.monotonic() >= deadline:
                 raise ServerError(
@@ -353,7 +382,9 @@ class LocalTriton:
 
     def _ready_models(self) -> dict[str, str]:
         """Model name -> version of every READY model, from the repository index."""
-        body = self._http_json("POST", "/v2/repository/index", b"{}")
+        body = http_json(
+            self.http_url + "/v2/repository/index", data=b"{}", headers=self._admin_headers
+        )
         models = {}
         for entry in body if isinstance(body, list) else []:
             if entry.get("state") == "READY":
@@ -364,22 +395,6 @@ class LocalTriton:
                     + explain_failure(self.log_path)
                 )
         return models
-
-    def _http_ok(self, method: str, path: str) -> bool:
-        request = urllib.request.Request(self.http_url + path, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=_PROBE_TIMEOUT_S) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return False
-
-    def _http_json(self, method: str, path: str, data: bytes | None = None) -> object:
-        request = urllib.request.Request(self.http_url + path, data=data, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=_PROBE_TIMEOUT_S) as response:
-                return json.loads(response.read())
-        except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError) as exc:
-            raise ServerError(f"tritonserver did not answer {method} {path}: {exc}") from exc
 
     def _exit_message(self, status: int) -> str:
         message = f"tritonserver (pid {self.pid}) {describe_exit_status(status)}"

@@ -128,3 +128,23 @@ def model_image_size(model: keras.Model) -> tuple[int, int]:
     """``(height, width)`` of the images ``model`` takes (checked by :func:`check_classifier`)."""
     shape = model.inputs[0].shape
     return (int(shape[1]), int(shape[2]))
+
+
+def check_image_size(image_size: tuple[int, int], conv_blocks: int) -> None:
+    """Check that ``image_size`` survives ``conv_blocks`` blocks of the reference CNN.
+
+    Each 3x3 conv + 2x2 pool block takes ``(s - 2) // 2``; the last must stay >= 1.
+
+    Raises:
+        UsageError: naming the size and what to change.
+    """
+    if len(image_size) != 2 or min(image_size) < 8:
+        raise UsageError(f"image size {tuple(image_size)} is too small: at least 8x8")
+    for side in image_size:
+        for _ in range(conv_blocks):
+            side = (side - 2) // 2
+        if side < 1:
+            raise UsageError(
+                f"image size {tuple(image_size)} is too small for {conv_blocks} convolution "
+                "blocks; use a larger --image-size or fewer --filters"
+            )

@@ -23,12 +23,14 @@ from typing import TYPE_CHECKING, Any
 from medserve import __version__
 from medserve.errors import VerificationError
 from medserve.repository import file_checksums, write_text_atomic
-from medserve.spec import MODEL_CARD_FILENAME, ModelSpec
+from medserve.spec import MODEL_CARD_FILENAME, MODEL_CARD_MARKDOWN_FILENAME, ModelSpec
 
 if TYPE_CHECKING:
     import keras
 
 CARD_FORMAT = 1
+# The card and its rendering: every other file of a version is checksummed.
+CARD_FILES = (MODEL_CARD_FILENAME, MODEL_CARD_MARKDOWN_FILENAME)
 
 
 def build_model_card(
@@ -71,6 +73,9 @@ def build_model_card(
         "labels": list(spec.labels),
         "class_counts": summary.get("class_counts"),
         "metrics": summary.get("metrics"),
+        "training_data": _training_data(summary) if summary else None,
+        # Bootstrap intervals on the served (calibrated) probabilities.
+        "validation_report": summary.get("validation_report"),
         # Ties the version to its training run, so `make demo` exports only when
         # the model changed (training.json's fingerprint of data + settings).
         "training_run": summary.get("run_fingerprint"),
@@ -98,7 +103,7 @@ def write_model_card(version_dir: Path, card: dict[str, Any]) -> dict[str, Any]:
         The card as written, with its ``files`` mapping.
     """
     card = dict(card)
-    card["files"] = file_checksums(version_dir, exclude=[MODEL_CARD_FILENAME])
+    card["files"] = file_checksums(version_dir, exclude=CARD_FILES)
     write_text_atomic(version_dir / MODEL_CARD_FILENAME, json.dumps(card, indent=2) + "\n")
     return card
 
@@ -119,6 +124,26 @@ def read_model_card(version_dir: Path) -> dict[str, Any]:
     if not isinstance(card, dict) or not isinstance(card.get("files"), dict):
         raise VerificationError(f"model card {path} has no 'files' checksum table")
     return card
+
+
+def _training_data(summary: dict[str, Any]) -> dict[str, Any]:
+    """What the model was trained on, from ``training.json``."""
+    return {
+        "source": summary.get("data_source"),
+        "image_size": summary.get("image_size"),
+        "class_counts": summary.get("class_counts"),
+        "skipped_files": summary.get("skipped_files"),
+        "data_fingerprint": summary.get("data_fingerprint"),
+        "epochs_run": summary.get("epochs_run"),
+        "best_epoch": summary.get("best_epoch"),
+        "hyperparameters": summary.get("hyperparameters"),
+        "model_sha256": summary.get("model_sha256"),
+        "trained_with": {
+            "medserve": summary.get("medserve_version"),
+            "tensorflow": summary.get("tensorflow_version"),
+            "keras": summary.get("keras_version"),
+        },
+    }
 
 
 def _architecture(model: keras.Model) -> dict[str, Any]:

@@ -34,10 +34,14 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from medserve.errors import UsageError, VerificationError
 from medserve.spec import LABELS_FILENAME, ModelSpec
-from medserve_client.contract import preprocess_model
+from medserve_client.contract import MAX_PIXELS_PARAMETER, preprocess_model
 
 ConfigKind = Literal["gpu", "cpu", "local"]
 CONFIG_KINDS: tuple[ConfigKind, ...] = ("gpu", "cpu", "local")
+# The config names the Grad-CAM model (<name>_explain) has: those that run the
+# SavedModel with TensorFlow, where its gradient ops live. A deployment under
+# any other config name must leave the explain model out (k8s/README.md).
+EXPLAIN_CONFIG_KINDS: tuple[ConfigKind, ...] = ("gpu", "cpu", "local")
 TF_PLATFORM = "tensorflow_savedmodel"
 PYTHON_BACKEND = "python"
 ENSEMBLE_PLATFORM = "ensemble"
@@ -126,7 +130,14 @@ def classifier_config(
     """
     options = options or ServingOptions()
     config = _base_config(spec.name, kind, spec.max_batch_size)
-    config.input.add(name=spec.input_name, data_type=mc.TYPE_UINT8, dims=list(spec.input_shape))
+    # The layout, declared: Triton's stock image clients (NVIDIA's image_client.py)
+    # read it from the config to know the input is HWC, and refuse a model without.
+    config.input.add(
+        name=spec.input_name,
+        data_type=mc.TYPE_UINT8,
+        format=mc.ModelInput.FORMAT_NHWC,
+        dims=list(spec.input_shape),
+    )
     config.output.add(
         name=spec.output_name,
         data_type=mc.TYPE_FP32,
@@ -173,6 +184,11 @@ def explain_config(
     the graph holds gradient ops, and explanations are a low-volume path.
     One warm-up at batch 1 (class 0, zeros) builds the graph before ready.
     """
+    if kind not in EXPLAIN_CONFIG_KINDS:
+        raise UsageError(
+            f"the explain model has no {kind!r} config: it runs with TensorFlow only "
+            f"({', '.join(EXPLAIN_CONFIG_KINDS)})"
+        )
     options = options or ServingOptions()
     config = classifier_config(spec, kind, replace(options, tensorrt_fp16=False))
     config.name = spec.explain_name
@@ -207,6 +223,10 @@ def preprocess_config(
     config.instance_group.add(
         kind=mc.ModelInstanceGroup.KIND_CPU, count=max(options.cpu_instances, 1)
     )
+    # The pixel cap is baked into the decoder graph at export (the TF backend
+    # passes no parameters to a signature); recorded here so every decoder of
+    # the repository and `medserve verify` read the one value.
+    config.parameters[MAX_PIXELS_PARAMETER].string_value = str(spec.max_pixels)
     return config
 
 

@@ -16,7 +16,10 @@ returns ``{"probabilities": float32 [-1, C]}``.
 
 The preprocessing model's ``serving_default`` takes ``image_bytes`` (string,
 ``[-1, 1]``: one encoded PNG, JPEG, GIF or BMP per batch item) and returns
-``{"image": uint8 [-1, H, W, 3]}``. Decoding is ``tf.io.decode_image`` with
+``{"image": uint8 [-1, H, W, 3]}``. Before decoding, ``medserve.decode_guard``
+reads each image's size from its header and refuses one above
+``spec.max_pixels`` (baked into the graph: Triton's TensorFlow backend cannot
+hand config parameters to a signature). Decoding is ``tf.io.decode_image`` with
 three channels (grey becomes RGB, alpha is dropped, 16-bit keeps the high
 byte, only the first frame of a GIF); JPEGs go through ``tf.io.decode_jpeg``
 with the accurate integer IDCT, the one Pillow uses. Resizing is bilinear
@@ -37,6 +40,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medserve.decode_guard import guard_encoded_image
 from medserve.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -90,6 +94,8 @@ def write_preprocess_savedmodel(path: Path, spec: ModelSpec) -> None:
     archive = keras.export.ExportArchive()
     output_name = spec.input_name
     height, width = spec.image_size
+    max_pixels = spec.max_pixels
+    input_name = spec.encoded_input_name
 
     def decode_jpeg(encoded: tf.Tensor) -> tf.Tensor:
         # TensorFlow's default JPEG IDCT is libjpeg's fast integer one, up to
@@ -101,13 +107,15 @@ def write_preprocess_savedmodel(path: Path, spec: ModelSpec) -> None:
         return tf.io.decode_image(encoded, channels=3, expand_animations=False)
 
     def decode_one(encoded: tf.Tensor) -> tf.Tensor:
+        checked = guard_encoded_image(encoded, max_pixels=max_pixels, input_name=input_name)
         image = tf.cond(
-            tf.io.is_jpeg(encoded), lambda: decode_jpeg(encoded), lambda: decode_other(encoded)
+            tf.io.is_jpeg(checked), lambda: decode_jpeg(checked), lambda: decode_other(checked)
         )
         image = tf.ensure_shape(image, (None, None, 3))
-        resized = tf.image.resize(
-            tf.cast(image, tf.float32), (height, width), method="bilinear", antialias=True
-        )
+        # Resized straight from uint8 (the op returns float32): a float32 copy
+        # of a full-size image would cost 12 bytes per pixel, four times the
+        # decoded image itself. The result is bit-identical either way.
+        resized = tf.image.resize(image, (height, width), method="bilinear", antialias=True)
         return tf.saturate_cast(tf.round(resized), tf.uint8)
 
     def serve(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:

@@ -34,8 +34,18 @@ SPEC_FILENAME = "medserve_spec.json"
 LABELS_FILENAME = "labels.txt"
 SAVEDMODEL_DIRNAME = "model.savedmodel"
 MODEL_CARD_FILENAME = "model_card.json"
+# Rendered from model_card.json (medserve card), so not in its checksum table.
+MODEL_CARD_MARKDOWN_FILENAME = "model_card.md"
 
 SIGNATURE_NAME = "serving_default"
+# The largest image a server-side decoder accepts, in pixels (width x height).
+# Real radiographs fit with room to spare: a 43x43 cm flat-panel chest detector
+# at 100 um is ~4300x4300 (18.5 MP), digital mammography 3328x4096 (13.6 MP) to
+# ~4700x5900 (28 MP, 50 um detectors), the "4000x5000 mammogram" 20 MP. Decoding
+# costs about 3 bytes per pixel (uint8 RGB; the resize works from it), so one
+# decode at the cap stays near 150 MB, while a bomb of 10000x10000 (a few
+# hundred KB of PNG, 300 MB decoded) is refused from its header.
+DEFAULT_MAX_PIXELS = 50_000_000
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -54,6 +64,8 @@ class ModelSpec:
         input_name: Name of the uint8 image input tensor.
         encoded_input_name: Name of the encoded-bytes input of the ensemble.
         output_name: Name of the probability output tensor.
+        max_pixels: Largest image (width x height) the server-side decoders
+            accept; larger ones are refused from their header, before decoding.
         class_index_name: Name of the explain model's class input (INT32,
             ``-1`` for the predicted class).
         heatmap_name: Name of the explain model's Grad-CAM output (FP32 ``[H, W]``).
@@ -67,6 +79,7 @@ class ModelSpec:
     input_name: str = INPUT_NAME
     encoded_input_name: str = ENCODED_INPUT_NAME
     output_name: str = OUTPUT_NAME
+    max_pixels: int = DEFAULT_MAX_PIXELS
     class_index_name: str = CLASS_INDEX_NAME
     heatmap_name: str = HEATMAP_NAME
 
@@ -88,6 +101,11 @@ class ModelSpec:
             raise UsageError(f"image_size {self.image_size} is too small: at least 8x8")
         if self.channels != 3:
             raise UsageError(f"channels must be 3 (RGB), got {self.channels}")
+        if not self.image_size[0] * self.image_size[1] <= self.max_pixels < 2**31:
+            raise UsageError(
+                f"max_pixels must be at least the served image size and below 2^31, got "
+                f"{self.max_pixels}"
+            )
         if not 1 <= self.max_batch_size <= 1024:
             raise UsageError(f"max_batch_size must be in 1..1024, got {self.max_batch_size}")
 

@@ -23,10 +23,17 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 import medserve
+from medserve.data.synthetic import GENERATOR_VERSION
 from medserve.repository import sha256_file, write_text_atomic
+
+if TYPE_CHECKING:
+    from medserve.data import LabelledImages
+    from medserve.training import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -102,3 +109,73 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
+
+
+def build_record(
+    *,
+    assessment: Mapping[str, Any],
+    data: LabelledImages,
+    train_set: LabelledImages,
+    validation_set: LabelledImages,
+    metrics: dict[str, float],
+    history: dict[str, list[float]],
+    config: TrainConfig,
+    hyperparameters: dict[str, Any],
+    data_fingerprint: str,
+    fingerprint: str,
+    model_sha256: str,
+    duration_s: float,
+) -> dict[str, Any]:
+    """The content of ``training.json`` (documented keys first, extras after).
+
+    ``assessment`` is :func:`medserve.assessment.assess`'s result: its
+    ``calibration`` and ``validation_report`` sections are recorded as they are.
+    """
+    import keras
+    import tensorflow as tf
+
+    import medserve
+
+    val_losses = history.get("val_loss", [])
+    return {
+        "labels": list(data.label_names),
+        "image_size": list(data.image_size),
+        "class_counts": {
+            "train": train_set.class_counts(),
+            "validation": validation_set.class_counts(),
+        },
+        "skipped_files": len(data.skipped_files),
+        "metrics": metrics,
+        "epochs_run": len(history.get("loss", [])),
+        "seed": config.seed,
+        "data_fingerprint": data_fingerprint,
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+        # Extras: enough to tell later what was trained, and to reuse it.
+        "best_epoch": int(np.argmin(val_losses)) + 1 if val_losses else None,
+        "history": {k: [float(v) for v in values] for k, values in history.items()},
+        "data_source": _describe_source(config),
+        "skipped_file_names": list(data.skipped_files),
+        "hyperparameters": hyperparameters,
+        "run_fingerprint": fingerprint,
+        "model_file": MODEL_FILENAME,
+        "model_sha256": model_sha256,
+        "medserve_version": medserve.__version__,
+        "train_duration_s": round(duration_s, 1),
+        "calibration": assessment["calibration"],
+        "validation_report": assessment["validation_report"],
+    }
+
+
+def _describe_source(config: TrainConfig) -> dict[str, Any]:
+    if config.data_dir is not None:
+        source: dict[str, Any] = {"kind": "folder", "path": str(config.data_dir)}
+    else:
+        source = {
+            "kind": "synthetic",
+            "samples_per_class": config.resolved_samples_per_class(),
+            "generator_version": GENERATOR_VERSION,
+        }
+    if config.base_model is not None:
+        source["base_model"] = str(config.base_model)
+    return source

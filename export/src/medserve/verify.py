@@ -14,7 +14,8 @@ count equals the output width; the sha256 of every file matches its model
 card; the classifier SavedModel gives the outputs recorded at export (within
 1e-5) both through ``tf.saved_model.load`` and through the TF1 session loader
 Triton's TF backend uses; the decoder decodes PNG and JPEG to the served
-shape and rejects a corrupt image; the ensemble wires the two together.
+shape and rejects a corrupt image; the ensemble wires the two together;
+``model_card.md``, when present, is the current rendering of ``model_card.json``.
 """
 
 from __future__ import annotations
@@ -25,15 +26,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from medserve.decode_guard import REFUSAL_TEXT, png_header
 from medserve.errors import MedServeError, VerificationError
 from medserve.explain.artifact import check_explain_savedmodel
 from medserve.loaders import read_signature, run_eager, run_session
-from medserve.model_card import read_model_card
-from medserve.model_config import CONFIG_KINDS, config_path, preprocess_name
+from medserve.model_card import CARD_FILES, read_model_card
+from medserve.model_card_render import render_card_markdown
+from medserve.model_config import (
+    CONFIG_KINDS,
+    EXPLAIN_CONFIG_KINDS,
+    config_path,
+    preprocess_name,
+)
 from medserve.repository import existing_versions, file_checksums
 from medserve.spec import (
     LABELS_FILENAME,
     MODEL_CARD_FILENAME,
+    MODEL_CARD_MARKDOWN_FILENAME,
     SAVEDMODEL_DIRNAME,
     SPEC_FILENAME,
     ModelSpec,
@@ -192,7 +201,7 @@ def verify_repository(
         )
     _check_checksums(explain_version_dir, passed)
     explain_signature = read_signature(explain_version_dir / SAVEDMODEL_DIRNAME)
-    for kind in CONFIG_KINDS:
+    for kind in EXPLAIN_CONFIG_KINDS:
         path = config_path(explain_version_dir.parent, kind)
         classifier = config_path(model_dir, kind)
         passed(path, check_explain_config(path, kind, spec, explain_signature, classifier))
@@ -201,6 +210,8 @@ def verify_repository(
         details = check_explain_savedmodel(explain_version_dir, spec)
     for detail in details:
         passed(explain_version_dir / SAVEDMODEL_DIRNAME, detail)
+    # Last: a stale rendering is worth reporting only once the artifacts are sound.
+    _check_card_markdown(version_dir, passed)
     return report
 
 
@@ -273,7 +284,31 @@ def check_preprocess_savedmodel(version_dir: Path, spec: ModelSpec) -> list[str]
     return [
         f"PNG (RGB, grey) and JPEG -> uint8 {shape[1:]} via both loaders",
         "corrupt bytes raise an error (one failed request on the server)",
+        _check_pixel_cap(path, spec),
     ]
+
+
+def _check_pixel_cap(path: Path, spec: ModelSpec) -> str:
+    """Both loaders refuse an image one pixel above ``spec.max_pixels``, from its header."""
+    import numpy as np
+
+    header = png_header(spec.max_pixels + 1, 1)
+    feeds = {spec.encoded_input_name: np.array([[header]], dtype=object)}
+    for run in (run_eager, run_session):
+        try:
+            run(path, feeds)
+        except VerificationError as exc:
+            if REFUSAL_TEXT not in str(exc) or f"= {spec.max_pixels}," not in str(exc):
+                raise VerificationError(
+                    f"{path}: an image of {spec.max_pixels + 1} pixels failed, but not with "
+                    f"the pixel cap of the spec ({spec.max_pixels}): {exc}"
+                ) from exc
+        else:
+            raise VerificationError(
+                f"{path}: an image of {spec.max_pixels + 1} pixels was not refused: the "
+                "decoder has no pixel cap; export the model again"
+            )
+    return f"pixel cap {spec.max_pixels} in the graph: a larger image is refused from its header"
 
 
 def _read_spec(model_dir: Path, model_name: str) -> ModelSpec:
@@ -299,7 +334,7 @@ def _check_checksums(version_dir: Path, passed: Callable[[Path, str], None]) -> 
     """Every file listed in the card has its sha256; no file is missing or extra."""
     card = read_model_card(version_dir)
     recorded: dict[str, str] = card["files"]
-    actual = file_checksums(version_dir, exclude=[MODEL_CARD_FILENAME])
+    actual = file_checksums(version_dir, exclude=CARD_FILES)
     for name, digest in recorded.items():
         if name not in actual:
             raise VerificationError(f"{version_dir / name} is listed in the model card but missing")
@@ -314,6 +349,20 @@ def _check_checksums(version_dir: Path, passed: Callable[[Path, str], None]) -> 
             f"{version_dir} holds files the model card does not list: {', '.join(extra)}"
         )
     passed(version_dir / MODEL_CARD_FILENAME, f"sha256 of {len(recorded)} files match")
+
+
+def _check_card_markdown(version_dir: Path, passed: Callable[[Path, str], None]) -> None:
+    """``model_card.md``, when present, is the current rendering of ``model_card.json``."""
+    path = version_dir / MODEL_CARD_MARKDOWN_FILENAME
+    if not path.is_file():
+        return
+    if path.read_text(encoding="utf-8") != render_card_markdown(read_model_card(version_dir)):
+        raise VerificationError(
+            f"{path} does not match {MODEL_CARD_FILENAME} (edited, or the JSON card changed "
+            f"since it was rendered); run `medserve card {version_dir.parent.parent} "
+            f"--name {version_dir.parent.name} --version {version_dir.name}`"
+        )
+    passed(path, f"matches the rendering of {MODEL_CARD_FILENAME}")
 
 
 def _read_expected_io(version_dir: Path, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:

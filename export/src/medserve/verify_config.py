@@ -29,6 +29,7 @@ from medserve.model_config import (
     preprocess_name,
 )
 from medserve.spec import LABELS_FILENAME, ModelSpec
+from medserve_client.contract import MAX_PIXELS_PARAMETER
 
 _TF_PLATFORMS = (TF_PLATFORM,)
 
@@ -40,6 +41,12 @@ def check_classifier_config(
     config = parse_config(path)
     _check_common(config, path, kind, spec.name, spec.max_batch_size)
     _match_signature(config, path, signature)
+    image = _single(config.input, path, "input")
+    if image.format != mc.ModelInput.FORMAT_NHWC or len(image.dims) != 3:
+        raise VerificationError(
+            f"{path}: input {image.name!r} must declare format FORMAT_NHWC with 3 dims "
+            "(height, width, channels): stock Triton image clients read the layout from it"
+        )
     output = _single(config.output, path, "output")
     label_count = _label_count(path.parent if kind == "gpu" else path.parent.parent, output, path)
     if label_count != output.dims[-1]:
@@ -111,7 +118,16 @@ def check_preprocess_config(
             "then fail every request batched with it"
         )
     _check_instances(config, path, mc.ModelInstanceGroup.KIND_CPU)
-    return f"{_where(config)}, {_describe(config)}, one request per execution"
+    cap = config.parameters[MAX_PIXELS_PARAMETER].string_value
+    if cap != str(spec.max_pixels):
+        raise VerificationError(
+            f"{path}: parameter {MAX_PIXELS_PARAMETER!r} is {cap!r} but the decoder graph was "
+            f"exported with {spec.max_pixels} (the spec): export the model again"
+        )
+    return (
+        f"{_where(config)}, {_describe(config)}, one request per execution, "
+        f"max_pixels {spec.max_pixels}"
+    )
 
 
 def check_ensemble(ens_dir: Path, model_dir: Path, prep_dir: Path, spec: ModelSpec) -> str:

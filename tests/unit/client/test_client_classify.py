@@ -121,7 +121,20 @@ def test_classify_many_yields_in_input_order_with_bounded_requests_in_flight(
 ) -> None:
     client = make_client()
     client.model_info()
-    fake.delay_s = 0.01
+    first_two = threading.Barrier(2, timeout=60)
+    arrivals = iter(range(1_000))
+    lock = threading.Lock()
+
+    def wait_for_a_sibling(call: InferCall) -> None:
+        # The first two requests wait for each other: this deadlocks (and the
+        # barrier breaks) unless classify_many has two in flight at once, so
+        # concurrency is shown without relying on timing.
+        with lock:
+            arrival = next(arrivals)
+        if arrival < 2:
+            first_two.wait()
+
+    fake.on_infer = wait_for_a_sibling
     consumed: list[int] = []
 
     def source() -> Any:

@@ -17,9 +17,12 @@ from medserve_client import (
     InvalidInputError,
     MedServeError,
     ModelNotReadyError,
+    PermissionDeniedError,
+    RequestTooLargeError,
     Retry,
     ServerOverloadedError,
     ServerUnavailableError,
+    TLSError,
 )
 from medserve_client._retry import Deadline, call_with_retry
 from medserve_client._transport import Endpoint, map_error, mapped
@@ -69,6 +72,50 @@ def _triton(status: str, message: str) -> InferenceServerException:
             InferenceError,
         ),
         (RuntimeError("something else"), InferenceError),
+        # What Triton 2.51 answers an admin call without the key (both protocols).
+        (
+            _triton(
+                "StatusCode.UNAVAILABLE",
+                "This protocol is restricted, expecting header "
+                "'triton-grpc-protocol-medserve-admin-key'",
+            ),
+            PermissionDeniedError,
+        ),
+        (
+            _triton("403", "This API is restricted, expecting header 'medserve-admin-key'"),
+            PermissionDeniedError,
+        ),
+        # gRPC with a CA that did not sign the server's certificate.
+        (
+            _triton(
+                "StatusCode.UNAVAILABLE",
+                "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: "
+                "Tls handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:1000007d:"
+                "SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED",
+            ),
+            TLSError,
+        ),
+        (
+            OSError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"),
+            TLSError,
+        ),
+        # Triton 2.59+ --http-max-input-size, gRPC's message cap, a proxy's 413.
+        (
+            _triton(
+                "400",
+                "Raw input has a byte_size (70000000 bytes) that exceeds the maximum allowed "
+                "value of 67108864 bytes. Use --http-max-input-size to increase the limit.",
+            ),
+            RequestTooLargeError,
+        ),
+        (
+            _triton(
+                "StatusCode.RESOURCE_EXHAUSTED",
+                "Received message larger than max (70000000 vs. 67108864)",
+            ),
+            RequestTooLargeError,
+        ),
+        (_triton("413", "Request Entity Too Large"), RequestTooLargeError),
     ],
 )
 def test_wire_errors_map_to_the_most_specific_class(
@@ -230,3 +277,23 @@ def test_retry_and_timeout_values_are_validated() -> None:
     with pytest.raises(InvalidInputError, match="width"):
         Window(center=0, width=0)
     assert Retry.coerce(2).attempts == 3 and Timeout.coerce(4).request_s == 4.0
+
+
+def test_neither_tls_nor_admin_refusals_are_retried() -> None:
+    from medserve_client.exceptions import RETRYABLE_ERRORS
+
+    for error_class in (TLSError, PermissionDeniedError, RequestTooLargeError):
+        assert not issubclass(error_class, RETRYABLE_ERRORS)
+
+
+def test_a_plaintext_channel_closed_by_the_server_suggests_tls() -> None:
+    closed = _triton(
+        "StatusCode.UNAVAILABLE",
+        "failed to connect to all addresses; last error: UNAVAILABLE: ipv4:127.0.0.1:1: "
+        "Socket closed",
+    )
+    error = map_error(closed, endpoint=ENDPOINT, model="medcnn", timeout_s=1.0, action="infer")
+    assert type(error) is ServerUnavailableError and "tls=TLS(" in str(error)
+    secure = Endpoint(url="triton.example:8001", protocol="grpc", ssl=True)
+    error = map_error(closed, endpoint=secure, model="medcnn", timeout_s=1.0, action="infer")
+    assert "tls=TLS(" not in str(error)

@@ -89,4 +89,4 @@ def test_overlay_keeps_cold_pixels_colours_hot_ones_and_says_it_is_not_a_diagnos
     assert (pixels[0, 0] == 100).all()
     assert not (pixels[4, 4] == 100).all()
     assert "not a diagnosis" in SUPPORTIVE_NOTE
-    assert colormap(np.array([0.0, 1.0], np.float32)).tolist() == [[0, 0, 128], [128, 0, 0]]
+    assert colormap(np.array([0.0, 1.0], np.float32)).tolist() == [[0, 0, 255], [255, 0, 0]]

@@ -191,17 +191,56 @@ def test_http_transport_gives_each_thread_its_own_client_and_drops_those_of_dead
     transport = HttpTransport(Endpoint(url="127.0.0.1:1", protocol="http"))
     mine = transport._client()
     assert transport._client() is mine  # Same thread, same client (no socket opened yet).
-    seen: list[int] = []
+    # The objects themselves, not their id()s: an id can be reused once its
+    # object is freed, and a finished thread's client is freed on purpose.
+    seen: list[object] = []
 
     def use() -> None:
-        seen.append(id(transport._client()))
+        seen.append(transport._client())
 
     threads = [threading.Thread(target=use) for _ in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(set(seen)) == 3 and id(mine) not in seen
+    clients = [mine, *seen]
+    assert len(seen) == 3
+    assert all(a is not b for i, a in enumerate(clients) for b in clients[i + 1 :])
+    assert len(transport._clients) == 4  # Still referenced here: still tracked.
+    del clients
+    seen.clear()
     gc.collect()
     assert list(transport._clients) == [mine]  # Clients of finished threads are gone.
     transport.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "header"),
+    [
+        ("127.0.0.1:8001", "triton-grpc-protocol-medserve-admin-key"),
+        ("http://127.0.0.1:8000", "medserve-admin-key"),
+    ],
+)
+def test_the_admin_key_goes_only_with_admin_calls(url: str, header: str) -> None:
+    import importlib
+
+    from medserve_client._requests import InferCall, Request, WireHeaders
+
+    client = Client(url, admin_key="s3cret-admin-key-0123", headers={"x-team": "radiology"})
+    headers = WireHeaders.of(client.endpoint)
+    protocol = client.endpoint.protocol
+    call = InferCall(model="medcnn", version="", input_name="image", shape=(1, 2, 2, 3))
+    plain = [
+        Request.model_metadata("medcnn", "", timeout_s=1.0),
+        Request.infer(importlib.import_module(f"tritonclient.{protocol}"), call),
+    ]
+    admin = [
+        Request.register_shm("r", "/k", 16, timeout_s=1.0),
+        Request.unregister_shm("r", timeout_s=1.0),
+    ]
+    for request in plain:
+        assert request.kwargs_for(protocol, headers)["headers"] == {"x-team": "radiology"}
+    for request in admin:
+        sent = request.kwargs_for(protocol, headers)["headers"]
+        assert sent == {"x-team": "radiology", header: "s3cret-admin-key-0123"}
+    assert "s3cret" not in repr(client.endpoint)

@@ -31,12 +31,15 @@ from medserve_client.contract.metadata import (
     parse_labels,
 )
 from medserve_client.contract.names import (
+    ADMIN_KEY_HEADER,
     CLASS_INDEX_NAME,
     ENCODED_INPUT_NAME,
     ENCODED_SUFFIX,
     EXPLAIN_SUFFIX,
+    GRPC_RESTRICTED_PREFIX,
     HEATMAP_NAME,
     INPUT_NAME,
+    MAX_PIXELS_PARAMETER,
     OUTPUT_NAME,
     PREDICTED_CLASS,
     PREPROCESS_SUFFIX,
@@ -56,12 +59,15 @@ from medserve_client.contract.statistics import (
 )
 
 __all__ = [
+    "ADMIN_KEY_HEADER",
     "CLASS_INDEX_NAME",
     "ENCODED_INPUT_NAME",
     "ENCODED_SUFFIX",
     "EXPLAIN_SUFFIX",
+    "GRPC_RESTRICTED_PREFIX",
     "HEATMAP_NAME",
     "INPUT_NAME",
+    "MAX_PIXELS_PARAMETER",
     "OUTPUT_NAME",
     "PREDICTED_CLASS",
     "PREPROCESS_SUFFIX",

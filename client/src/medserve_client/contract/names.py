@@ -28,6 +28,15 @@ ENCODED_SUFFIX = "_encoded"
 PREPROCESS_SUFFIX = "_preprocess"
 """``<model>_preprocess``: the server-side decoder the ensemble calls first."""
 
+ADMIN_KEY_HEADER = "medserve-admin-key"
+"""Header of the admin key (``--http-restricted-api <apis>:medserve-admin-key=KEY``)."""
+
+GRPC_RESTRICTED_PREFIX = "triton-grpc-protocol-"
+"""Prefix Triton's gRPC server expects on a restricted protocol's metadata key."""
+
+MAX_PIXELS_PARAMETER = "max_pixels"
+"""Config parameter of every server-side decoder: the largest image it decodes."""
+
 EXPLAIN_SUFFIX = "_explain"
 """``<model>_explain``: probabilities and a Grad-CAM heatmap from the same weights."""
 

@@ -1,4 +1,4 @@
-"""The ``medserve`` command line: train, export, verify, evaluate, serve.
+"""The ``medserve`` command line: train, export, verify, evaluate, card, serve.
 
 Usage::
 
@@ -6,6 +6,7 @@ Usage::
     medserve export work/model/model.keras --repo model_repository
     medserve verify model_repository
     medserve evaluate work/model/model.keras
+    medserve card model_repository
     medserve serve model_repository
 
 Each subcommand lives in its own module with ``add_parser(subparsers)`` and
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 from medserve.errors import MedServeError
 
 # Subcommand modules, in the order `medserve --help` lists them.
-SUBCOMMANDS = ("train", "export", "verify", "evaluate", "serve")
+SUBCOMMANDS = ("train", "export", "verify", "evaluate", "card", "serve")
 
 log = logging.getLogger("medserve")
 

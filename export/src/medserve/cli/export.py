@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from medserve.errors import UsageError
+from medserve.spec import DEFAULT_MAX_PIXELS
 from medserve.tf_logging import quiet_tensorflow
+
+log = logging.getLogger(__name__)
 
 TRAINING_SUMMARY = "training.json"
 
@@ -55,6 +59,15 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--tensorrt-fp16", action="store_true", help="enable TF-TRT FP16 in config.pbtxt (GPU)"
     )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=(
+            "largest image (width x height) the server-side decoders accept; baked into the "
+            "decoder graph and recorded as its config parameter max_pixels (default: %(default)s)"
+        ),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from medserve.spec import ModelSpec
 
     summary = read_training_summary(args.model)
+    explanation = read_explanation(args.model, summary)
     model = load_classifier(args.model)
     labels = resolve_labels(args.labels, args.labels_file, summary, args.model)
     spec = ModelSpec(
@@ -73,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         labels=labels,
         image_size=model_image_size(model),
         max_batch_size=args.max_batch_size,
+        max_pixels=args.max_pixels,
     )
     options = ServingOptions(
         max_queue_delay_us=args.max_queue_delay_us,
@@ -87,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         version=args.version,
         force=args.force,
         training_summary=summary,
+        explanation=explanation,
         options=options,
     )
     for line in result.report.lines():
@@ -114,6 +130,31 @@ def read_training_summary(model_path: Path) -> dict[str, Any] | None:
     if not isinstance(summary, dict):
         raise UsageError(f"{path} must hold a JSON object, as `medserve train` writes it")
     return summary
+
+
+def read_explanation(model_path: Path, summary: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``medserve evaluate``'s ``explanation.json`` next to the model, for the card.
+
+    A report that names a different training run than ``training.json`` is
+    stale (the model was retrained since) and is left out with a warning.
+
+    Raises:
+        UsageError: The file exists but is not readable JSON.
+    """
+    from medserve.explain.evaluation import EXPLANATION_FILENAME, read_explanation_report
+
+    path = model_path.parent / EXPLANATION_FILENAME
+    report = read_explanation_report(path)
+    run = (summary or {}).get("run_fingerprint")
+    if report is not None and report.get("training_run") not in (None, run):
+        log.warning(
+            "%s was measured for another training run; the model card leaves it out "
+            "(run `medserve evaluate %s` again)",
+            path,
+            model_path,
+        )
+        return None
+    return report
 
 
 def resolve_labels(

@@ -22,6 +22,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from medserve.errors import UsageError
+from medserve.server_security import (
+    ADMIN_HEADER,
+    ADMIN_KEY_ENV,
+    GrpcTls,
+    ServerSecurity,
+    read_admin_key,
+)
+
 log = logging.getLogger(__name__)
 
 _CHECK_INTERVAL_S = 0.5
@@ -67,6 +76,30 @@ def add_parser(subparsers: Any) -> None:
         help="how long in-flight requests may finish when stopping (default: %(default)s)",
     )
     parser.add_argument("--log-file", type=Path, help="server log (default: a temporary file)")
+    tls = parser.add_argument_group(
+        "gRPC TLS", "Triton serves TLS on gRPC itself; HTTP has no TLS inside Triton"
+    )
+    tls.add_argument("--grpc-tls-cert", type=Path, metavar="PEM", help="server certificate")
+    tls.add_argument("--grpc-tls-key", type=Path, metavar="PEM", help="server private key")
+    tls.add_argument(
+        "--grpc-tls-client-ca",
+        type=Path,
+        metavar="PEM",
+        help="CA that signs client certificates: turns on mutual TLS",
+    )
+    admin = parser.add_argument_group(
+        "admin key",
+        "close the admin APIs (model repository, shared memory, statistics, trace, logging) "
+        f"behind the header {ADMIN_HEADER}; the key is read from a file or an environment "
+        "variable, never from these arguments (shell history)",
+    )
+    source = admin.add_mutually_exclusive_group()
+    source.add_argument("--admin-key-file", type=Path, metavar="FILE", help="file holding the key")
+    source.add_argument(
+        "--admin-key-env",
+        metavar="VAR",
+        help=f"environment variable holding the key (e.g. {ADMIN_KEY_ENV})",
+    )
     parser.add_argument(
         "--follow-logs", action="store_true", help="copy the server log to stdout while serving"
     )
@@ -98,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     from medserve.local_triton import LocalTriton
     from medserve.server_log import LogFollower
 
+    security = _security(args)
     server = LocalTriton(
         args.repo,
         http_port=args.http_port,
@@ -109,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
         startup_timeout_s=args.startup_timeout_s,
         exit_timeout_s=args.exit_timeout_s,
         log_path=args.log_file,
+        extra_args=security.args(),
+        admin_headers=security.admin_headers(),
     )
     stop = _StopRequest()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -129,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
             f"  gRPC    {server.grpc_url}\n"
             f"  HTTP    {server.http_url}\n"
             f"  metrics {server.metrics_url}\n"
+            f"  security {_describe(security)}\n"
             f"  pid     {server.pid}\n"
             "stop with Ctrl-C",
             flush=True,
@@ -146,3 +183,34 @@ def run(args: argparse.Namespace) -> int:
             follower.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _security(args: argparse.Namespace) -> ServerSecurity:
+    """gRPC TLS and the admin key from the arguments (the key itself from a file or env)."""
+    tls = None
+    if args.grpc_tls_cert or args.grpc_tls_key or args.grpc_tls_client_ca:
+        if not (args.grpc_tls_cert and args.grpc_tls_key):
+            raise UsageError("gRPC TLS needs both --grpc-tls-cert and --grpc-tls-key")
+        tls = GrpcTls(
+            server_cert=args.grpc_tls_cert,
+            server_key=args.grpc_tls_key,
+            client_ca=args.grpc_tls_client_ca,
+        )
+    key = read_admin_key(env_var=args.admin_key_env, file=args.admin_key_file)
+    return ServerSecurity(grpc_tls=tls, admin_key=key)
+
+
+def _describe(security: ServerSecurity) -> str:
+    """One line on TLS and the admin APIs (never the key)."""
+    if security.grpc_tls is None:
+        grpc = "gRPC plain"
+    elif security.grpc_tls.client_ca is None:
+        grpc = "gRPC TLS"
+    else:
+        grpc = "gRPC mutual TLS"
+    admin = (
+        f"admin APIs need the header {ADMIN_HEADER}"
+        if security.admin_key is not None
+        else "admin APIs open (no admin key)"
+    )
+    return f"{grpc}; {admin}"

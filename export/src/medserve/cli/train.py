@@ -25,8 +25,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         DEFAULT_BATCH_SIZE,
         DEFAULT_LEARNING_RATE,
         FOLDER_EPOCHS,
+        FOLDER_VALIDATION_SPLIT,
         SYNTHETIC_EPOCHS,
         SYNTHETIC_SAMPLES_PER_CLASS,
+        SYNTHETIC_VALIDATION_SPLIT,
     )
 
     parser = subparsers.add_parser(
@@ -76,8 +78,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--validation-split",
         type=float,
-        default=0.2,
-        help="fraction of each class held out (default 0.2)",
+        default=None,
+        help=(
+            f"fraction of each class held out (default {SYNTHETIC_VALIDATION_SPLIT} synthetic, "
+            f"{FOLDER_VALIDATION_SPLIT} folder); the temperature is fitted on it"
+        ),
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of everything random")
     parser.add_argument(

@@ -133,7 +133,7 @@ def write_explain_version(
             extra={
                 "explanation": {
                     "method": "Grad-CAM (Selvaraju et al. 2017)",
-                    "layer": gradcam_parts(model).conv_layer,
+                    "layer": gradcam_parts(model).feature_layer,
                     "class_index": f"{spec.class_index_name}: -1 = predicted class",
                     "heatmap": f"{spec.heatmap_name}: FP32 {list(spec.image_size)}, in [0, 1]",
                     "use": "supportive only, not a diagnosis",

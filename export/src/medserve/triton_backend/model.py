@@ -338,10 +338,13 @@ class TritonPythonModel:
             try:
                 responses[index] = self._ok_response(self._run(arrays))
             except Exception as exc:
+                reason = _short(exc)
+                # The decoder's pixel cap names its limit; the format hint would mislead.
+                hint = "" if "max_pixels" in reason else self._hint
                 responses[index] = self._error_response(
                     index,
-                    f"model {self.model_name} could not process this request: {_short(exc)}"
-                    f"{self._hint}",
+                    f"model {self.model_name} could not process this request: {reason}{hint}",
+                    invalid_input=isinstance(exc, self._tf.errors.InvalidArgumentError),
                 )
         return responses
 
@@ -402,9 +405,18 @@ class TritonPythonModel:
             tensors.append(pb_utils.Tensor(name, np.ascontiguousarray(value)))
         return pb_utils.InferenceResponse(output_tensors=tensors)
 
-    def _error_response(self, index: int, message: str) -> Any:
+    def _error_response(self, index: int, message: str, *, invalid_input: bool = True) -> Any:
         _log("error", f"{self.model_name}: request {index} of the batch failed: {message}")
-        return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
+        # INVALID_ARG makes Triton answer 400 / INVALID_ARGUMENT, so clients
+        # see "your input" rather than "the server broke" (older stubs lack codes).
+        code_name = "INVALID_ARG" if invalid_input else "INTERNAL"
+        code = getattr(pb_utils.TritonError, code_name, None)
+        error = (
+            pb_utils.TritonError(message)
+            if code is None
+            else pb_utils.TritonError(message, code=code)
+        )
+        return pb_utils.InferenceResponse(output_tensors=[], error=error)
 
     def finalize(self) -> None:
         """Release the SavedModel when Triton unloads this instance."""
