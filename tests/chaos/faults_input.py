@@ -98,11 +98,25 @@ def _bytes_probes(
 
 
 def _tensor_probes(model: str, meta: dict[str, Any], max_batch: int) -> list[Probe]:
-    spec = meta["inputs"][0]
+    """Malformed image tensors; other inputs (the explain model's class index) well formed."""
+    from tritonclient.utils import triton_to_np_dtype
+
+    spec, *others = meta["inputs"]
     height, width, channels = (int(d) for d in spec["shape"][1:])
     output = OutputSpec(meta["outputs"][0]["name"])
 
     def call(array: np.ndarray, datatype: str = "UINT8") -> InferCall:
+        extras = tuple(
+            (
+                other["name"],
+                other["datatype"],
+                np.zeros(
+                    (len(array), *(int(d) for d in other["shape"][1:])),
+                    triton_to_np_dtype(other["datatype"]),
+                ),
+            )
+            for other in others
+        )
         return InferCall(
             model=model,
             version="",
@@ -111,6 +125,7 @@ def _tensor_probes(model: str, meta: dict[str, Any], max_batch: int) -> list[Pro
             array=array,
             outputs=(output,),
             timeout_s=_TIMEOUT_S,
+            extra_inputs=extras,
         )
 
     good = sample_images((height, width), 1, seed=5)[0][None]
@@ -173,10 +188,15 @@ def _storm(transport: Any, probes: list[Probe], pool: ThreadPoolExecutor, pgid: 
     matches = [
         i in expected
         and error is None
-        and all(np.array_equal(futures[i].result().outputs[k], v) for k, v in expected[i].items())
+        and all(_same(futures[i].result().outputs[k], v) for k, v in expected[i].items())
         for i, error in enumerate(errors)
     ]
     return Storm(probes=probes, errors=errors, answers_match=matches, memory=memory)
+
+
+def _same(answer: np.ndarray, expected: np.ndarray) -> bool:
+    """The same answer, up to float noise (a batch's composition may change the kernels)."""
+    return answer.shape == expected.shape and bool(np.allclose(answer, expected, atol=1e-5))
 
 
 def _error_name(error: BaseException | None) -> str:
