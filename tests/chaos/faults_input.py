@@ -36,6 +36,7 @@ from medserve_client.transport import Endpoint, InferCall, OutputSpec
 MAX_GROWTH_BYTES = 256 * 1024 * 1024
 BOMB_SIDE = 20_000  # 400 MP: 1.2 GB as RGB once decoded, ~1.2 MB as PNG.
 GOOD_PER_MODEL = 4
+HUGE_SIDE = 2048
 _TIMEOUT_S = 120.0
 
 
@@ -131,7 +132,9 @@ def _tensor_probes(model: str, meta: dict[str, Any], max_batch: int) -> list[Pro
     good = sample_images((height, width), 1, seed=5)[0][None]
     bad = [
         ("wrong shape", call(np.zeros((1, 5, 5, channels), np.uint8))),
-        ("huge tensor", call(np.zeros((1, 4096, 4096, channels), np.uint8))),
+        # 12 MB: the request-size bound (medserve serve, the overlays) is its
+        # own matter; this checks that the shape is refused without harm.
+        ("huge tensor", call(np.zeros((1, HUGE_SIDE, HUGE_SIDE, channels), np.uint8))),
         ("wrong dtype", call(good.astype(np.float32), "FP32")),
         ("batch over max", call(np.repeat(good, max_batch + 1, axis=0))),
     ]
