@@ -11,7 +11,7 @@ MODEL ?= medcnn
 WORK ?= work
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-unit test-integration k8s-check lint typecheck demo train export \
+.PHONY: help venv test test-unit test-integration k8s-check lint typecheck demo train export card \
 	verify serve compat loadtest bench bench-quick chaos clean
 
 help: ## List the targets
@@ -74,6 +74,9 @@ export: $(STAMP) ## Export $(WORK)/model/model.keras into $(REPO) as the next ve
 
 verify: $(STAMP) ## Verify the newest version of $(MODEL) in $(REPO) (configs, checksums, both loaders)
 	$(BIN)/medserve verify $(REPO) --name $(MODEL)
+
+card: $(STAMP) ## Render the clinical model card (model_card.md) of the newest version of $(MODEL) in $(REPO)
+	$(BIN)/medserve card $(REPO) --name $(MODEL)
 
 # The local server: Triton's usual ports unless overridden (make serve GRPC_PORT=9001).
 HTTP_PORT ?= 8000

@@ -45,6 +45,7 @@ from served_model_builder import SERVED_TEMPERATURE, build_served_keras_model
 
 from medserve.local_triton import LocalTriton
 from medserve.spec import SAVEDMODEL_DIRNAME, ModelSpec
+from medserve_client import contract
 
 # Generous: on a shared 2-core machine each backend stub imports TensorFlow
 # (seconds of CPU each) while other work runs.
@@ -152,7 +153,7 @@ def savedmodel_reference(served_repo: Path, served_spec: ModelSpec) -> SavedMode
 
     return SavedModelReference(
         classifier=load(served_spec.name),
-        decoder=load(served_spec.name + "_preprocess"),
+        decoder=load(contract.preprocess_model(served_spec.name)),
         spec=served_spec,
     )
 
@@ -162,7 +163,7 @@ def _batched_decoder_repo(served_repo: Path, spec: ModelSpec, target: Path) -> P
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
-    source = served_repo / (spec.name + "_preprocess")
+    source = served_repo / contract.preprocess_model(spec.name)
     model_dir = target / BATCHED_DECODER
     shutil.copytree(source, model_dir)
     config_file = model_dir / "configs" / "local.pbtxt"

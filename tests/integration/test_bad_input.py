@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import queue
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -190,6 +191,7 @@ def bomb() -> bytes:
 
 
 def test_png_bombs_are_refused_naming_the_limit_and_concurrent_requests_are_served(
+    record_property: Callable[[str, object], None],
     client: Any,
     local_triton: LocalTriton,
     served_spec: ModelSpec,
@@ -216,6 +218,9 @@ def test_png_bombs_are_refused_naming_the_limit_and_concurrent_requests_are_serv
         assert error is None, error
         _assert_classified(result, images[index : index + 1], served_spec, savedmodel_reference)
     grown = memory.peak_growth_bytes
+    # Reported with --junitxml (the figure the issue asks for).
+    record_property("bomb_peak_growth_mib", round(grown / 2**20, 1))
+    record_property("bomb_file_kib", round(len(bomb) / 1024, 1))
     assert grown < BOMB_GROWTH_LIMIT_BYTES, (
         f"4 bombs grew the server's peak memory by {grown / 2**20:.0f} MB"
     )

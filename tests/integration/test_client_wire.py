@@ -1,14 +1,18 @@
-"""What the clients put on the wire, read by a recording gRPC proxy in front of the real Triton.
+"""What the clients put on the wire, read by recording proxies in front of the real Triton.
 
-The proxy is a real gRPC server that forwards every call, byte for byte, to the
-session's ``tritonserver`` and records what arrived: the method, the metadata
-(headers), the deadline left when it arrived, and the request message. The
-answers are Triton's own.
+The gRPC proxy is a real gRPC server that forwards every call, byte for byte,
+to the session's ``tritonserver`` and records what arrived: the method, the
+metadata (headers), the deadline left when it arrived, and the request
+message. The HTTP proxy relays TCP bytes both ways and keeps what the client
+sent. The answers are Triton's own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -141,3 +145,89 @@ def test_every_call_carries_the_headers_the_token_the_deadline_and_the_pinned_ve
         3,
         *served_spec.input_shape,
     ]
+
+
+class RecordingTcpProxy:
+    """Relays TCP connections to ``target`` and keeps every byte the clients sent."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.rsplit(":", 1)
+        self._target = (host, int(port))
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._sent: list[bytes] = []
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._sockets: list[socket.socket] = []
+        self._stopping = False
+
+    def _pump(self, source: socket.socket, sink: socket.socket, record: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if record:
+                    with self._lock:
+                        self._sent.append(data)
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def _accept(self) -> None:
+        while not self._stopping:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self._target)
+            self._sockets += [client, upstream]
+            for args in ((client, upstream, True), (upstream, client, False)):
+                thread = threading.Thread(target=self._pump, args=args, daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def __enter__(self) -> RecordingTcpProxy:
+        thread = threading.Thread(target=self._accept, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stopping = True
+        self._listener.close()
+        for sock in self._sockets:
+            sock.close()
+
+    def requests(self) -> list[tuple[str, str, dict[str, str]]]:
+        """``(method, path, headers)`` of every HTTP request the clients sent."""
+        with self._lock:
+            sent = b"".join(self._sent)
+        found = []
+        pattern = rb"(GET|POST) (\S+) HTTP/1\.1\r\n((?:[^\r\n]+\r\n)*)\r\n"
+        for match in re.finditer(pattern, sent):
+            lines = match.group(3).decode("latin-1").splitlines()
+            headers = {k.strip().lower(): v.strip() for k, v in (x.split(":", 1) for x in lines)}
+            found.append((match.group(1).decode(), match.group(2).decode(), headers))
+        return found
+
+
+def test_http_requests_carry_the_headers_the_token_and_the_pinned_version(
+    local_triton: Any, served_spec: ModelSpec
+) -> None:
+    images = [np.full(served_spec.input_shape, 90, dtype=np.uint8)]
+    with RecordingTcpProxy(local_triton.http_url.split("://")[-1]) as proxy:
+        with Client(
+            f"http://127.0.0.1:{proxy.port}",
+            version="1",
+            headers=HEADERS,
+            bearer_token=TOKEN,
+            timeout_s=TIMEOUT_S,
+            retries=0,
+        ) as client:
+            client.classify(images)
+        sent = proxy.requests()
+
+    assert sent, "nothing reached the proxy"
+    for _method, path, headers in sent:
+        assert headers.get("x-request-id") == "wire-test-7", path
+        assert headers.get("authorization") == f"Bearer {TOKEN}", path
+    infers = [path for method, path, _ in sent if method == "POST" and path.endswith("/infer")]
+    assert infers == [f"/v2/models/{served_spec.name}/versions/1/infer"] * 2

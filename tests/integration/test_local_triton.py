@@ -109,6 +109,41 @@ def test_a_port_taken_after_the_check_is_reported_from_the_server_log(
             start_server(repo, extra_args=[f"--grpc-port={port}"])
 
 
+def test_a_port_the_launcher_chose_but_lost_before_triton_bound_it_is_replaced(
+    served_repo: Path,
+    served_spec: ModelSpec,
+    tmp_path: Path,
+    start_server: Callable[..., LocalTriton],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import medserve.local_triton as launcher
+
+    repo = _classifier_only_repo(served_repo, served_spec, tmp_path / "repo")
+    real_free_ports = launcher.free_ports
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        offered: list[list[int]] = []
+
+        def lose_one_race(count: int, host: str) -> list[int]:
+            # The first pick hands out a port another process already holds,
+            # as when a client's connection takes it after the probe.
+            ports = real_free_ports(count, host)
+            if not offered:
+                ports[0] = port
+            offered.append(ports)
+            return ports
+
+        monkeypatch.setattr(launcher, "free_ports", lose_one_race)
+        server = start_server(repo)
+
+        assert len(offered) == 2 and port not in (server.http_port, server.grpc_port)
+        np.testing.assert_array_equal(
+            _infer_ok(server.grpc_url, served_spec).shape, (1, served_spec.num_classes)
+        )
+
+
 def test_start_fails_fast_with_the_reason_when_a_model_cannot_load(
     served_repo: Path,
     served_spec: ModelSpec,

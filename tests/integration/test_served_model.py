@@ -157,7 +157,11 @@ def test_health_metadata_and_config_describe_the_exported_model(
     client: Any, local_triton: LocalTriton, served_spec: ModelSpec
 ) -> None:
     assert client.is_server_live() and client.is_server_ready()
-    for name in (served_spec.name, served_spec.encoded_name, served_spec.name + "_preprocess"):
+    for name in (
+        served_spec.name,
+        served_spec.encoded_name,
+        contract.preprocess_model(served_spec.name),
+    ):
         assert client.is_model_ready(name), name
 
     metadata = client.get_model_metadata(served_spec.name, as_json=True)

@@ -18,7 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,8 @@ import tritonclient.http as httpclient
 from tls_certs import Pki, make_pki
 from tritonclient.utils import InferenceServerException
 
+from medserve.local_triton import LocalTriton
+from medserve.server_security import GrpcTls, ServerSecurity
 from medserve.spec import ModelSpec
 from medserve_client import (
     TLS,
@@ -216,3 +218,23 @@ def test_the_sdk_sends_the_key_for_shared_memory_and_inference_needs_none(
     with Client(url, tls=tls, shared_memory=True, admin_key=ADMIN_KEY, timeout_s=20.0) as client:
         (shared,) = client.classify(_image(served_spec))
     np.testing.assert_allclose(shared.probabilities, plain.probabilities, rtol=0, atol=1e-6)
+
+
+def test_server_tls_without_client_certificates_serves_any_client_that_trusts_the_ca(
+    served_repo: Path,
+    served_spec: ModelSpec,
+    tmp_path: Path,
+    start_server: Callable[..., LocalTriton],
+) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(served_repo / served_spec.name, repo / served_spec.name)
+    pki = make_pki(tmp_path / "pki")
+    tls = GrpcTls(server_cert=pki.server_cert, server_key=pki.server_key)
+    server = start_server(repo, extra_args=ServerSecurity(grpc_tls=tls).args())
+
+    with Client(server.grpc_url, tls=TLS(root_certificates=pki.ca_cert)) as client:
+        (prediction,) = client.classify(_image(served_spec))
+    assert prediction.label in served_spec.labels
+    wrong = Client(server.grpc_url, tls=TLS(root_certificates=pki.other_ca_cert), timeout_s=20.0)
+    with wrong, pytest.raises(TLSError):
+        wrong.classify(_image(served_spec))

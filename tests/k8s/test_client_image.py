@@ -37,7 +37,12 @@ def test_client_image_builds_from_a_pinned_python_base() -> None:
 def test_client_image_installs_the_client_and_the_load_tests() -> None:
     text = DOCKERFILE.read_text(encoding="utf-8")
     assert "COPY client/" in text and "/src/client[dicom]" in text
-    assert "COPY loadtest/" in text and "locust" in text
+    # The load-test distribution brings locust and gevent (declared once, in
+    # loadtest/pyproject.toml); the scenarios come from its installed package.
+    assert "COPY loadtest/" in text and re.search(r"pip install .*/src/loadtest\b", text)
+    loadtest = tomllib.loads((REPO_ROOT / "loadtest" / "pyproject.toml").read_text())
+    needs = {re.split(r"[<>=\[ ]", d, maxsplit=1)[0] for d in loadtest["project"]["dependencies"]}
+    assert {"locust", "gevent", "medserve-client"} <= needs
     assert "/opt/medserve/smoke.png" in text
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from k8s_render import Render, containers
+from k8s_render import NEWER_THAN_THE_WHEEL, Render, containers
 
 from medserve.model_config import EXPLAIN_CONFIG_KINDS, config_path
 from medserve.ports import free_ports
@@ -72,6 +72,8 @@ def overlay_args(render: Render, repo: Path, ports: dict[str, int], key: str) ->
     args = []
     for flag in flags:
         name = flag[2:].split("=", 1)[0]
+        if name in NEWER_THAN_THE_WHEEL:
+            continue
         if name in replaced:
             flag = f"--{name}={replaced[name]}"
         args.append(re.sub(r"\$\((\w+)\)", lambda m: values[m.group(1)], flag))

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from k8s_render import OVERLAYS, Render, containers
+from k8s_render import NEWER_THAN_THE_WHEEL, OVERLAYS, Render, containers
 from kserve_predictor import predictor_pod
 
 from medserve.ports import free_ports
@@ -55,10 +55,6 @@ ADMIN_HEADER = "medserve-admin-key"
 ISO8601_LINE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z [IWE] ")
 PORT_FLAGS = ("http-port", "grpc-port", "metrics-port")
 KSERVE = "kserve"
-# Flags newer than the wheel's 2.51, with the release that added them. The
-# overlays of the images that have them pass them (test_policy_triton checks
-# each against its own image's parser); here the wheel runs without them.
-NEWER_THAN_THE_WHEEL = {"http-max-input-size": "2.59 (triton-inference-server/server PR #8174)"}
 # Flags whose values need an exported repository (see server_args).
 NOT_STARTED = {"load-model"}
 

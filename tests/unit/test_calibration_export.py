@@ -188,3 +188,41 @@ def test_export_cli_leaves_out_an_explanation_report_of_another_training_run(
     assert read_explanation(model_path, None) == {"pointing_game": {}}
     report.unlink()
     assert read_explanation(model_path, None) is None
+
+
+def test_export_cli_refuses_a_temperature_fitted_for_another_model_file(
+    calibrated_export: CalibratedExport, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_path = tmp_path / "model.keras"
+    calibrated_export.model.save(model_path)
+    record = {
+        "labels": ["normal", "lesion"],
+        "calibration": calibrated_export.assessment["calibration"],
+        "model_sha256": "0" * 64,  # the record of some other model file
+    }
+    (tmp_path / "training.json").write_text(json.dumps(record))
+    status = main(["export", str(model_path), "--repo", str(tmp_path / "repo")])
+    assert status == 2
+    assert "was written for another model file" in capsys.readouterr().err
+    assert not (tmp_path / "repo" / "medcnn").exists()
+
+
+def test_demo_prints_the_calibration_figure_of_a_training_record(
+    calibrated_export: CalibratedExport,
+) -> None:
+    from medserve.demo import calibration_line
+
+    calibration = calibrated_export.assessment["calibration"]
+    line = calibration_line({"calibration": calibration}, calibrated_export.training_dir)
+    assert f"T = {calibration['temperature']:.3f}, applied in the served graph" in line
+    before, after = calibration["before"]["ece"], calibration["after"]["ece"]
+    assert f"ECE (15 bins) {before:.4f} -> {after:.4f}" in line
+    assert str(calibrated_export.training_dir / "reliability.png") in line
+    assert "not measured" in calibration_line({}, calibrated_export.training_dir)
+
+
+def test_card_cli_names_a_repository_without_versions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["card", str(tmp_path)]) == 2
+    assert "has no exported version; run `medserve export` first" in capsys.readouterr().err

@@ -217,3 +217,21 @@ def test_float32_edit_declares_the_image_input_and_its_warm_up_fp32() -> None:
     assert config.model_warmup[0].inputs["image"].data_type == model_config_pb2.TYPE_FP32
     assert config.output[0].data_type == model_config_pb2.TYPE_FP32
     assert config.HasField("dynamic_batching")  # only the payload changes
+
+
+def test_runner_forwards_every_declared_option_to_locust_once(tmp_path: Path) -> None:
+    from medserve_bench import runner
+    from medserve_locust import options
+
+    args = runner.build_parser().parse_args(
+        ["--protocol", "http", "--batch-size", "4", "--shape", "step_ramp", "--max-users", "8"]
+    )
+    command = runner.locust_command(args, "http://127.0.0.1:8000", tmp_path, "a,b")
+    flags = [item.split("=", 1)[0] for item in command if item.startswith("--")]
+    for option in (*options.LOAD_OPTIONS, *options.RAMP_OPTIONS):
+        assert flags.count(option.flag) == 1, option.flag
+    assert "--batch-size=4" in command and "--labels=a,b" in command
+    assert "--max-users=8" in command and not any(f.startswith("--users") for f in flags)
+    files = command[command.index("-f") + 1].split(",")
+    assert [Path(f).name for f in files] == ["classify_http.py", "step_ramp.py"]
+    assert all(Path(f).is_file() for f in files)

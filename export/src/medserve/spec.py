@@ -56,7 +56,7 @@ class ModelSpec:
 
     Attributes:
         name: Triton model name of the classifier (the encoded entry point is
-            ``name + "_encoded"``).
+            ``contract.encoded_model(name)``).
         labels: Class names, in the order of the output vector.
         image_size: ``(height, width)`` of the served input.
         channels: Colour channels of the served input (always RGB: 3).

@@ -69,3 +69,13 @@ def test_importing_medserve_client_opens_no_connection_and_starts_no_thread() ->
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "1"
+
+
+def test_public_submodules_list_sorted_and_existing_names() -> None:
+    import medserve_client.testing
+    import medserve_client.transport
+
+    for module in (medserve_client.contract, medserve_client.testing, medserve_client.transport):
+        assert module.__all__ == sorted(module.__all__, key=_isort_key), module.__name__
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"

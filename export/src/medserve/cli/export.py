@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from medserve.spec import ModelSpec
 
     summary = read_training_summary(args.model)
+    check_summary_describes(args.model, summary)
     explanation = read_explanation(args.model, summary)
     model = load_classifier(args.model)
     labels = resolve_labels(args.labels, args.labels_file, summary, args.model)
@@ -130,6 +131,27 @@ def read_training_summary(model_path: Path) -> dict[str, Any] | None:
     if not isinstance(summary, dict):
         raise UsageError(f"{path} must hold a JSON object, as `medserve train` writes it")
     return summary
+
+
+def check_summary_describes(model_path: Path, summary: dict[str, Any] | None) -> None:
+    """Refuse a ``training.json`` whose temperature was fitted for another model file.
+
+    Raises:
+        UsageError: The record carries a calibration and the sha256 of a
+            different model file.
+    """
+    from medserve.repository import sha256_file
+
+    recorded = (summary or {}).get("model_sha256")
+    if not (summary or {}).get("calibration") or not recorded or not model_path.is_file():
+        return
+    if sha256_file(model_path) != recorded:
+        raise UsageError(
+            f"{model_path.parent / TRAINING_SUMMARY} was written for another model file "
+            f"(its model_sha256 differs from {model_path}), so its temperature and metrics do "
+            "not describe this model; train it with `medserve train`, or export a copy from "
+            "a folder without that training.json"
+        )
 
 
 def read_explanation(model_path: Path, summary: dict[str, Any] | None) -> dict[str, Any] | None:
