@@ -16,7 +16,9 @@ version (or ``--version``) it:
    export by TF 2.21 and Keras) within 1e-5;
 3. decodes a PNG of the served size (losslessly) and a JPEG through the
    ``<name>_preprocess`` model with both loaders;
-4. when the version has ``model.onnx``, loads it with the onnxruntime of
+4. runs the recorded batch of ``<name>_explain`` (Grad-CAM, gradient ops in
+   the graph) through both loaders: probabilities within 1e-5, heatmaps 1e-4;
+5. when the version has ``model.onnx``, loads it with the onnxruntime of
    Triton 26.08/26.09 and compares it with the recording (``check_onnx.py``).
 
 Exit status 0 when all pass, 1 with a one-line reason otherwise.
@@ -35,6 +37,8 @@ import numpy as np
 import tensorflow as tf
 
 TOLERANCE = 1e-5
+# The served contract for Grad-CAM heatmaps (a ratio through a gradient).
+HEATMAP_TOLERANCE = 1e-4
 SIGNATURE = "serving_default"
 
 
@@ -78,6 +82,29 @@ def check_classifier(version_dir: Path) -> None:
         print(f"ok  {path}: TF {tf.__version__} {loader}: max |diff| {diff:.1e} <= {TOLERANCE}")
 
 
+def check_explain(version_dir: Path) -> None:
+    """The Grad-CAM model: gradient ops loaded and run under this TensorFlow."""
+    path = version_dir / "model.savedmodel"
+    names = ("image", "class_index", "probabilities", "heatmap")
+    with np.load(version_dir / "expected_io.npz", allow_pickle=False) as data:
+        images, indices, probabilities, heatmaps = (data[name] for name in names)
+    feeds = {"image": images, "class_index": indices}
+    for loader, run in (("TF1 session loader", session_run), ("tf.saved_model.load", eager_run)):
+        got = run(path, feeds)
+        diffs = []
+        for name, expected, tolerance in (
+            ("probabilities", probabilities, TOLERANCE),
+            ("heatmap", heatmaps, HEATMAP_TOLERANCE),
+        ):
+            diff = float(np.max(np.abs(got[name].astype(np.float64) - expected)))
+            if not diff <= tolerance:
+                raise SystemExit(
+                    f"compat: {path}: {loader} {name} differs by {diff:.3g} > {tolerance}"
+                )
+            diffs.append(f"{name} max |diff| {diff:.1e} <= {tolerance}")
+        print(f"ok  {path}: TF {tf.__version__} {loader}: {', '.join(diffs)}")
+
+
 def check_preprocess(version_dir: Path, height: int, width: int) -> None:
     path = version_dir / "model.savedmodel"
     rng = np.random.default_rng(3)
@@ -114,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         with np.load(model_dir / str(version) / "expected_io.npz") as data:
             height, width = data["image"].shape[1:3]
         check_preprocess(args.repo / f"{args.name}_preprocess" / str(version), height, width)
+        explain = args.repo / f"{args.name}_explain" / str(version)
+        if explain.is_dir():  # Repositories exported before medcnn_explain have none.
+            check_explain(explain)
         if (model_dir / str(version) / "model.onnx").is_file():
             # Current Triton's runtime, for the onnx-gpu/onnx-cpu configs.
             from check_onnx import check_onnx

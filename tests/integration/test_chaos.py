@@ -21,6 +21,7 @@ import pytest
 from chaos import (
     SHORT,
     FaultRow,
+    bombs_and_garbage,
     kill_and_restart,
     overload,
     sigterm_drain,
@@ -53,6 +54,14 @@ def test_overload_far_past_the_queue_is_rejected_fast_and_typed_and_the_server_s
     served_repo: Path, tmp_path: Path
 ) -> None:
     _check(overload(served_repo, tmp_path, SHORT))
+
+
+def test_bombs_and_garbage_to_every_model_are_refused_and_memory_stays_bounded(
+    local_triton: LocalTriton,
+) -> None:
+    row = bombs_and_garbage(local_triton, SHORT)
+    _check(row)
+    assert "medcnn_encoded" in row.fault and "medcnn_preprocess" in row.fault
 
 
 def test_a_soak_under_steady_load_keeps_resident_memory_flat(local_triton: LocalTriton) -> None:

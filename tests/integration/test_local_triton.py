@@ -19,11 +19,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from cli_process import stop_cli
 
 from medserve.errors import ServerError, UsageError
 from medserve.local_triton import LocalTriton
@@ -238,7 +238,7 @@ def test_server_stops_when_the_process_that_started_it_is_killed(
             time.sleep(0.5)
         assert group_members(pgid) == []
     finally:
-        _stop_cli(parent)
+        stop_cli(parent)
 
 
 def _read_until(proc: subprocess.Popen[str], marker: str, timeout_s: float) -> list[str]:
@@ -274,21 +274,10 @@ def test_serve_cli_follows_logs_prints_urls_and_stops_cleanly_on_sigterm(
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
-        _stop_cli(proc)
+        stop_cli(proc)
 
     assert proc.returncode == 0, stderr
     assert "SIGTERM: stopping tritonserver" in stdout
     # --follow-logs: the server's own lines, copied from its log file.
     assert "Started GRPCInferenceService" in "\n".join(lines) + stdout
     assert group_members(pgid) == []
-
-
-def _stop_cli(proc: subprocess.Popen[Any]) -> None:
-    """Whatever the test did, the CLI (and through it its server) is gone afterwards."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from cli_process import stop_cli
 from tls_certs import Pki, make_pki
 from tritonclient.utils import InferenceServerException
 
@@ -103,13 +103,7 @@ def secure_server(
             grpc=fields["gRPC"], http=fields["HTTP"], printed=printed, log=log, pki=pki
         )
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_cli(proc)
 
 
 def _image(spec: ModelSpec) -> np.ndarray:

@@ -226,3 +226,23 @@ def test_card_cli_names_a_repository_without_versions(
 ) -> None:
     assert main(["card", str(tmp_path)]) == 2
     assert "has no exported version; run `medserve export` first" in capsys.readouterr().err
+
+
+def test_figures_added_to_a_written_card_keep_its_checksums_and_reach_the_markdown(
+    calibrated_export: CalibratedExport, tmp_path: Path
+) -> None:
+    from medserve.model_card import update_model_card
+    from medserve.model_card_render import write_card_markdown
+    from medserve.verify import verify_repository
+
+    repo = tmp_path / "repo"
+    shutil.copytree(calibrated_export.repo, repo)
+    version_dir = repo / "medcnn" / "1"
+    figures = dict(calibrated_export.explanation)
+    figures["pointing_game"] = {**figures["pointing_game"], "hits": 5, "total": 6}
+    update_model_card(version_dir, {"explanation_quality": figures})
+    with pytest.raises(VerificationError, match=r"model_card\.md does not match"):
+        verify_repository(repo)
+    write_card_markdown(version_dir)
+    verify_repository(repo)  # checksums unchanged, rendering current
+    assert "- Pointing game: 5/6 = " in (version_dir / "model_card.md").read_text()

@@ -115,8 +115,8 @@ def export_model_once(trained: Any, repo: Path, explanation: dict[str, Any] | No
     from medserve.cli.export import resolve_labels
     from medserve.exporter import export_model
     from medserve.model import load_classifier, model_image_size
-    from medserve.model_card import read_model_card
-    from medserve.model_card_render import write_card_markdown
+    from medserve.model_card import read_model_card, update_model_card
+    from medserve.model_card_render import EXPLANATION_KEY, write_card_markdown
     from medserve.repository import existing_versions
     from medserve.spec import ModelSpec
     from medserve.verify import verify_repository
@@ -131,7 +131,9 @@ def export_model_once(trained: Any, repo: Path, explanation: dict[str, Any] | No
             card = {}
         explain_version = repo / contract.explain_model(MODEL_NAME) / str(newest)
         if card.get("training_run") == run and explain_version.is_dir():
-            # Render the card again: a newer medserve may render it differently.
+            # The figures measured now, rendered the way this medserve renders.
+            if explanation is not None and card.get(EXPLANATION_KEY) != explanation:
+                update_model_card(repo / MODEL_NAME / str(newest), {EXPLANATION_KEY: explanation})
             write_card_markdown(repo / MODEL_NAME / str(newest))
             try:
                 report = verify_repository(repo, model_name=MODEL_NAME, version=newest)

@@ -5,6 +5,7 @@ Usage::
     card = build_model_card(model, spec, version=3, training_summary=summary)
     write_model_card(version_dir, card)       # adds the sha256 of every file
     card = read_model_card(version_dir)
+    update_model_card(version_dir, {"explanation_quality": figures})   # keeps the sums
 
 The card is written last, after every other file of the version, and lists
 the sha256 of each of them (not of itself), so ``medserve verify`` can tell a
@@ -104,6 +105,20 @@ def write_model_card(version_dir: Path, card: dict[str, Any]) -> dict[str, Any]:
     """
     card = dict(card)
     card["files"] = file_checksums(version_dir, exclude=CARD_FILES)
+    write_text_atomic(version_dir / MODEL_CARD_FILENAME, json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def update_model_card(version_dir: Path, fields: dict[str, Any]) -> dict[str, Any]:
+    """Replace top-level ``fields`` of a written card, keeping its checksum table.
+
+    For figures measured after the export (``medserve evaluate``'s): the card
+    does not checksum itself, so the version's files stay verified.
+
+    Raises:
+        VerificationError: The card is missing or unreadable.
+    """
+    card = {**read_model_card(version_dir), **fields}
     write_text_atomic(version_dir / MODEL_CARD_FILENAME, json.dumps(card, indent=2) + "\n")
     return card
 

@@ -370,43 +370,50 @@ class TritonPythonModel:
                 batches.append((index, self._read_request(request)))
             except RequestError as exc:
                 responses[index] = self._error_response(index, str(exc))
-
-        if len(batches) > 1:
-            try:
-                merged = {
-                    name: np.concatenate([arrays[name] for _, arrays in batches], axis=0)
-                    for name, _ in self.inputs
-                }
-                outputs = self._run(merged)
-                start = 0
-                for index, arrays in batches:
-                    size = len(arrays[self.inputs[0][0]])
-                    part = {name: value[start : start + size] for name, value in outputs.items()}
-                    responses[index] = self._ok_response(part)
-                    start += size
-                batches = []
-            except Exception as exc:
-                # Some request poisons the whole batch; find which by running
-                # each on its own so the good ones still succeed.
-                _log(
-                    "warn",
-                    f"{self.model_name}: batched call of {len(batches)} requests failed "
-                    f"({type(exc).__name__}); retrying them one by one",
-                )
-
-        for index, arrays in batches:
-            try:
-                responses[index] = self._ok_response(self._run(arrays))
-            except Exception as exc:
-                reason = _short(exc)
-                # The decoder's pixel cap names its limit; the format hint would mislead.
-                hint = "" if "max_pixels" in reason else self._hint
-                responses[index] = self._error_response(
-                    index,
-                    f"model {self.model_name} could not process this request: {reason}{hint}",
-                    invalid_input=isinstance(exc, self._tf.errors.InvalidArgumentError),
-                )
+        together = self._run_together(batches) if len(batches) > 1 else None
+        for position, (index, arrays) in enumerate(batches):
+            if together is not None:
+                responses[index] = self._ok_response(together[position])
+            else:
+                responses[index] = self._run_alone(index, arrays)
         return responses
+
+    def _run_together(
+        self, batches: list[tuple[int, dict[str, np.ndarray]]]
+    ) -> list[dict[str, np.ndarray]] | None:
+        """Every request in ONE call, outputs split back per request; ``None`` if it fails."""
+        try:
+            merged = {
+                name: np.concatenate([arrays[name] for _, arrays in batches], axis=0)
+                for name, _ in self.inputs
+            }
+            outputs = self._run(merged)
+        except Exception as exc:
+            # Some request poisons the whole batch; the caller finds which by
+            # running each on its own so the good ones still succeed.
+            _log(
+                "warn",
+                f"{self.model_name}: batched call of {len(batches)} requests failed "
+                f"({type(exc).__name__}); retrying them one by one",
+            )
+            return None
+        parts, start = [], 0
+        for _, arrays in batches:
+            size = len(arrays[self.inputs[0][0]])
+            parts.append({name: value[start : start + size] for name, value in outputs.items()})
+            start += size
+        return parts
+
+    def _run_alone(self, index: int, arrays: dict[str, np.ndarray]) -> Any:
+        """One request in its own call: its outputs, or its error."""
+        try:
+            return self._ok_response(self._run(arrays))
+        except Exception as exc:
+            return self._error_response(
+                index,
+                f"model {self.model_name} could not process this request: {_short(exc)}"
+                f"{self._hint}",
+            )
 
     def _read_request(self, request: Any) -> dict[str, np.ndarray]:
         arrays: dict[str, np.ndarray] = {}
