@@ -239,10 +239,7 @@ def test_model_config_names_match_files_the_exporter_writes() -> None:
     model_dir = Path("medcnn")
     # The GPU overlay passes no name: Triton reads what the exporter's "gpu" kind writes.
     assert config_path(model_dir, "gpu") == model_dir / "config.pbtxt"
-    # The onnx-* names join this check when the exporter writes their configs.
-    for name in (CONFIG_NAMES[o] for o in OVERLAYS if o not in ONNX_OVERLAYS):
-        if name is None:
-            continue
+    for name in (n for n in CONFIG_NAMES.values() if n is not None):
         assert name in CONFIG_KINDS, f"the exporter writes no {name!r} config"
         assert config_path(model_dir, name) == model_dir / "configs" / f"{name}.pbtxt"
         # The laptop-only Python-backend config must never reach a cluster.
@@ -258,6 +255,18 @@ def test_gpu_onnx_overlay_caches_tensorrt_engines_on_a_writable_pod_volume(
         assert not mount.get("readOnly", False), render.name
         # Per pod (survives container restarts), bounded so it cannot fill the node.
         assert volume["emptyDir"]["sizeLimit"], render.name
+
+
+def test_onnx_gpu_config_caches_tensorrt_engines_where_the_pods_can_write() -> None:
+    from medserve.model_config import classifier_config
+    from medserve.spec import ModelSpec
+
+    config = classifier_config(ModelSpec(), "onnx-gpu")
+    accelerators = config.optimization.execution_accelerators.gpu_execution_accelerator
+    (trt,) = [a for a in accelerators if a.name == "tensorrt"]
+    # The path the gpu-onnx overlay and KServe keep on a writable emptyDir.
+    assert trt.parameters["trt_engine_cache_enable"] == "1"
+    assert trt.parameters["trt_engine_cache_path"] == TRT_CACHE_DIR
 
 
 def test_requests_equal_limits_for_cpu_and_memory_in_every_container(
