@@ -33,7 +33,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 
 def _check(row: FaultRow) -> None:
-    assert row.passed, f"{row.fault}: failed {row.failed_criteria()}; {row.outcome}; {row.failures}"
+    assert row.passed, (
+        f"{row.fault}: failed {row.failed_criteria()}; {row.outcome}; {row.failures}; "
+        f"{row.examples}"
+    )
 
 
 def test_kill_9_and_restart_under_load_loses_no_call_with_default_settings(

@@ -55,6 +55,16 @@ _TOO_LARGE = re.compile(
     r"payload too large",
     re.I,
 )
+# The server or one of its backend processes died with the request in flight:
+# Triton's Python backend answers "Stub process '<model>_0_0' is not healthy"
+# (INTERNAL) for a crashed stub, gRPC answers "Stream removed" or RST_STREAM
+# (UNKNOWN/INTERNAL) when the server process vanishes mid-stream, aiohttp
+# "Response payload is not completed". Classification is a pure function, so
+# these are unavailability: retried until the deadline, never a lost call.
+_PROCESS_LOST = re.compile(
+    r"stub process .* not healthy|stream removed|rst_stream|payload is not completed",
+    re.I,
+)
 _UNREACHABLE = re.compile(
     r"failed to connect|connection refused|connect failed|socket closed|dns resolution|"
     r"name resolution|broken pipe|connection reset|unavailable|"
@@ -194,6 +204,11 @@ def map_error(
         return _errors.ServerOverloadedError(
             f"{where}: the server's queue rejected the request ({text}); retry later, "
             "lower the concurrency or add replicas"
+        )
+    if _PROCESS_LOST.search(message) and status not in ("StatusCode.INVALID_ARGUMENT", "400"):
+        return _errors.ServerUnavailableError(
+            f"{where}: the server lost the request ({text}); it is restarting or a backend "
+            "process crashed: check the server log"
         )
     if model and _MODEL_MISSING.search(message) and "connect" not in message.lower():
         return _errors.ModelNotReadyError(

@@ -65,7 +65,7 @@ def test_a_single_input_or_a_4d_batch_is_accepted(make_client: Callable[..., Cli
 def test_batches_larger_than_max_batch_size_are_split_sent_concurrently_and_kept_in_order(
     make_client: Callable[..., Client], fake: MockTransport
 ) -> None:
-    barrier = threading.Barrier(3, timeout=5)
+    barrier = threading.Barrier(3, timeout=60)
 
     def wait_for_siblings(call: Any) -> None:
         if call.outputs[0].class_count == 0:

@@ -129,13 +129,19 @@ def _patch_client(monkeypatch: pytest.MonkeyPatch, fake: MockTransport) -> None:
 
 
 def test_async_client_has_the_same_surface_and_results(fake: MockTransport) -> None:
-    first_two = threading.Barrier(2, timeout=5)
+    first_two = threading.Barrier(2, timeout=60)
     waited: list[InferCall] = []
+    lock = threading.Lock()
 
     def wait_for_a_sibling(call: InferCall) -> None:
         # Deadlocks unless two of classify_many's requests are in flight together.
-        if call.array is not None and call.array.shape[0] == 1 and len(waited) < 2:
-            waited.append(call)
+        # The count is taken under a lock: checked and appended apart, a third
+        # request could slip in and wait on the barrier alone.
+        with lock:
+            first = call.array is not None and call.array.shape[0] == 1 and len(waited) < 2
+            if first:
+                waited.append(call)
+        if first:
             first_two.wait()
 
     async def run() -> tuple[Any, ...]:

@@ -223,3 +223,32 @@ def test_a_connection_the_server_closed_mid_request_is_unavailability_and_retrie
     for exc in (HTTPConnectionClosed("connection closed."), ServerDisconnectedError()):
         error = map_error(exc, endpoint=endpoint, model="medcnn", timeout_s=30.0, action="infer")
         assert isinstance(error, ServerUnavailableError), (type(exc).__name__, error)
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (
+            "StatusCode.INTERNAL",
+            "Failed to process the request(s) for model instance "
+            "'medcnn_0_0', message: Stub process 'medcnn_0_0' is not healthy.",
+        ),
+        ("StatusCode.UNKNOWN", "Stream removed"),
+        ("StatusCode.INTERNAL", "Received RST_STREAM with error code 2"),
+        ("", "Response payload is not completed"),
+    ],
+)
+def test_a_request_lost_with_a_dying_server_or_stub_is_unavailability_and_retried(
+    status: str, message: str
+) -> None:
+    from medserve_client._transport import Endpoint, map_error
+
+    raised = InferenceServerException(msg=message, status=status or None)
+    error = map_error(
+        raised,
+        endpoint=Endpoint(url="127.0.0.1:8001"),
+        model="medcnn",
+        timeout_s=30.0,
+        action="infer",
+    )
+    assert isinstance(error, ServerUnavailableError), error
