@@ -86,27 +86,36 @@ def calibrated_export(tmp_path_factory: pytest.TempPathFactory) -> CalibratedExp
     return CalibratedExport(model, assessment, explanation, training_dir, repo, result.version_dir)
 
 
-def test_temperature_scaling_in_the_exported_graph_halves_the_ece_on_held_out_images(
+def test_temperature_scaling_in_every_exported_graph_halves_the_ece_on_held_out_images(
     calibrated_export: CalibratedExport,
 ) -> None:
+    import onnxruntime
+
     from medserve.loaders import run_eager, run_session
 
     calibration = calibrated_export.assessment["calibration"]
     assert calibration["applied"] and calibration["temperature"] > 1.0  # over-confident
     held_out = _noisy_set(150, seed=3)
+    feeds = {"image": held_out.images}
     raw = np.asarray(
         calibrated_export.model(held_out.images.astype(np.float32) / 255.0, training=False),
         dtype=np.float64,
     )
     savedmodel = calibrated_export.version_dir / "model.savedmodel"
-    for run in (run_eager, run_session):
-        served = np.asarray(run(savedmodel, {"image": held_out.images})["probabilities"])
+    onnx = onnxruntime.InferenceSession(str(calibrated_export.version_dir / "model.onnx"))
+    served_by = {
+        "tf.saved_model.load": run_eager(savedmodel, feeds)["probabilities"],
+        "TF1 session (Triton's TF backend)": run_session(savedmodel, feeds)["probabilities"],
+        "onnxruntime": onnx.run(["probabilities"], feeds)[0],
+    }
+    ece_raw = expected_calibration_error(held_out.labels, raw)
+    for runtime, probabilities in served_by.items():
+        served = np.asarray(probabilities, dtype=np.float64)
         np.testing.assert_allclose(
-            served, temperature_scale(raw, calibration["temperature"]), atol=1e-5
+            served, temperature_scale(raw, calibration["temperature"]), atol=1e-5, err_msg=runtime
         )
-        ece_raw = expected_calibration_error(held_out.labels, raw)
         ece_served = expected_calibration_error(held_out.labels, served)
-        assert ece_served <= ece_raw / 2, (ece_raw, ece_served)
+        assert ece_served <= ece_raw / 2, (runtime, ece_raw, ece_served)
 
 
 def test_training_side_writes_the_reliability_diagram_and_export_copies_it(

@@ -9,10 +9,10 @@ colour, PALETTE COLOR and compressed (JPEG-LS, 12-bit JPEG) DICOM.
 - Training pixels (``medserve.data.load_image_folder``) equal the tensors
   ``Client.classify`` puts on the wire (recorded by ``MockTransport``)
   exactly, for every kind of source the client takes.
-- The server's decoder (the ``<model>_preprocess`` SavedModel of the encoded
-  entry point, run in-process) on the bytes ``Client(send_encoded=True)``
-  sends stays within the bound documented in
-  :mod:`medserve_client.preprocessing`.
+- The server's decoders on the bytes ``Client(send_encoded=True)`` sends: the
+  ``<model>_preprocess`` SavedModel (TensorFlow images) stays within the bound
+  documented in :mod:`medserve_client.preprocessing`; the Pillow decoder of
+  the ONNX configs (``decode_pillow.py``) gives exactly the pipeline's pixels.
 - Each rule changed on one side only, training or client (a mutant below),
   makes the comparison fail: the parity is not true by accident of the corpus.
 """
@@ -383,3 +383,15 @@ def test_the_server_decoder_ignores_exif_so_the_client_sends_upright_pixels(
     as_stored = server_decoder(path.read_bytes()).astype(int)
     # Sent as stored, the server would see it sideways: beyond any rounding bound.
     assert np.abs(as_stored - upright).mean() > 10
+
+
+def test_the_pillow_decoder_of_the_onnx_configs_gives_exactly_the_pipelines_pixels(
+    corpus: Path, client_pixels: dict[str, list[np.ndarray]]
+) -> None:
+    from medserve.triton_backend.decode_pillow import decode
+
+    for key, tensors in client_pixels.items():
+        decoded = decode(
+            _sent_encoded(corpus / key), height=SIZE[0], width=SIZE[1], max_pixels=10**8
+        )
+        np.testing.assert_array_equal(decoded, tensors[0], err_msg=key)

@@ -14,12 +14,13 @@ TensorFlow backend, so the TensorFlow SavedModel decoder cannot run there. This
 file does the same job with Pillow and numpy only, the same rules as the
 TensorFlow decoder: the first frame, three channels (grey becomes RGB, alpha
 is dropped), 16-bit samples reduced to their high byte, no EXIF rotation,
-bilinear resize with antialiasing (Pillow's ``BILINEAR`` filters over the whole
-source footprint when it downscales, like ``tf.image.resize(...,
-antialias=True)``), rounded to uint8. Outputs match the TensorFlow decoder
-within the bound the tests document (``tests/unit/test_decode_pillow.py``):
-a PNG of the served size decodes identically; resized PNGs and JPEGs differ by
-a few grey levels per pixel (different resampling arithmetic and JPEG IDCT).
+bilinear resize with antialiasing on float channels (Pillow's ``BILINEAR``
+filters over the whole source footprint when it downscales, like
+``tf.image.resize(..., antialias=True)``), rounded to uint8. Its pixels are
+exactly those of the client's and training's pipeline
+(``medserve_client.preprocessing``; ``tests/unit/test_pixel_parity.py``) and
+match the TensorFlow decoder within the bound the tests document
+(``tests/unit/test_decode_pillow.py``).
 
 Decompression bombs: ``Image.open`` reads only the header; the declared
 width x height is checked against the config parameter ``max_pixels`` before
@@ -88,9 +89,29 @@ def decode(
         rgb = _to_rgb(image)
     except (OSError, ValueError, SyntaxError) as exc:
         raise DecodeError(f"the image is truncated or corrupt ({type(exc).__name__})") from exc
-    if rgb.size != (width, height):
-        rgb = rgb.resize((width, height), Image.Resampling.BILINEAR)
-    return np.asarray(rgb, dtype=np.uint8)
+    return _resize(np.asarray(rgb, dtype=np.uint8), height, width)
+
+
+def _resize(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear with antialiasing on float channels, rounded once.
+
+    The resize rule of the client's and training's pixel pipeline
+    (``medserve_client.preprocessing.resize``), repeated here because a model
+    repository must not import it; ``tests/unit/test_pixel_parity.py`` checks
+    that this decoder gives exactly the pipeline's pixels. Resizing in 8 bits
+    instead rounds between the two passes: 1 grey level off on up to a fifth
+    of the pixels.
+    """
+    from PIL import Image
+
+    if rgb.shape[:2] == (height, width):
+        return rgb
+    planes = []
+    for index in range(3):
+        plane = Image.fromarray(rgb[:, :, index].astype(np.float32))
+        resized = np.asarray(plane.resize((width, height), Image.Resampling.BILINEAR))
+        planes.append(np.clip(np.rint(resized), 0, 255).astype(np.uint8))
+    return np.stack(planes, axis=2)
 
 
 def _to_rgb(image: Any) -> Any:
