@@ -203,6 +203,18 @@ class TritonPythonModel:
                 or a thread-pool parameter is invalid; Triton reports the
                 message as the load failure.
         """
+        self._read_config(args)
+        cpus = available_cpus()
+        intra, inter = choose_thread_pools(self.model_config, cpus)
+        self._session: Any = None
+        if self.runtime == "onnxruntime":
+            self._load_onnx(args, intra, inter, cpus)
+        else:
+            self._load_savedmodel(args, intra, inter, cpus)
+            self._install_fast_exit()
+
+    def _read_config(self, args: dict[str, str]) -> None:
+        """The config's tensors, batching and runtime (Triton passes the config as JSON)."""
         self.model_config: dict[str, Any] = json.loads(args["model_config"])
         self.model_name = args.get("model_name", self.model_config.get("name", "model"))
         self.max_batch_size = int(self.model_config.get("max_batch_size", 0))
@@ -220,9 +232,6 @@ class TritonPythonModel:
         self._hint = (
             f"; input {encoded[0]!r} must hold the bytes of a PNG or JPEG file" if encoded else ""
         )
-
-        cpus = available_cpus()
-        intra, inter = choose_thread_pools(self.model_config, cpus)
         runtime = (self.model_config.get("parameters") or {}).get(RUNTIME_PARAMETER, {})
         self.runtime = runtime.get("string_value") or "tensorflow"
         if self.runtime not in RUNTIMES:
@@ -230,11 +239,9 @@ class TritonPythonModel:
                 f"model {self.model_name}: config parameter {RUNTIME_PARAMETER!r} must be one "
                 f"of {', '.join(RUNTIMES)}, got {self.runtime!r}"
             )
-        self._session: Any = None
-        if self.runtime == "onnxruntime":
-            self._load_onnx(args, intra, inter, cpus)
-            return
 
+    def _load_savedmodel(self, args: dict[str, str], intra: int, inter: int, cpus: int) -> None:
+        """Load ``model.savedmodel`` in TensorFlow and match its signature to the config."""
         # Checked before importing TensorFlow (seconds) so a broken repository fails fast.
         path = self._artifact_path(args, SAVEDMODEL_DIRNAME)
         if not (path / "saved_model.pb").is_file():
@@ -268,14 +275,20 @@ class TritonPythonModel:
             )
         self._fn = self._loaded.signatures[SIGNATURE_NAME]
         self._input_ranks = self._check_signature()
-        if pb_utils is not None:
-            # Registered last, so it runs first when the stub's interpreter
-            # shuts down: TensorFlow's teardown (module and atexit cleanup)
-            # takes 5 s and more on a busy 2-core machine, and Triton waits
-            # for it on every unload and server stop. The stub holds nothing
-            # that needs it: the parent owns the shared memory.
-            atexit.register(_exit_now)
         _log("info", f"{self.model_name}: loaded {path.name} (version {args.get('model_version')})")
+
+    def _install_fast_exit(self) -> None:
+        """Inside Triton's stub only: leave the process at once when it shuts down.
+
+        Registered after TensorFlow loaded, so it runs first at interpreter
+        shutdown: TensorFlow's own teardown (module and atexit cleanup) takes
+        5 s and more on a busy 2-core machine, and Triton waits for it on
+        every unload and server stop. The stub holds nothing that needs a
+        clean exit: the parent process owns the shared memory, and the logs
+        are flushed first.
+        """
+        if pb_utils is not None:
+            atexit.register(_exit_now)
 
     def _artifact_path(self, args: dict[str, str], name: str) -> Path:
         model_dir = args.get("model_repository")
