@@ -182,9 +182,7 @@ class TritonPythonModel:
                 message = f"model {self.model_name} could not decode this request: {exc}"
                 _log("error", f"{self.model_name}: request {index} failed: {exc}")
                 responses.append(
-                    pb_utils.InferenceResponse(
-                        output_tensors=[], error=pb_utils.TritonError(message)
-                    )
+                    pb_utils.InferenceResponse(output_tensors=[], error=_invalid(message))
                 )
                 continue
             tensor = pb_utils.Tensor(self.output_name, images)
@@ -223,3 +221,16 @@ def _log(level: str, message: str) -> None:
         import logging
 
         getattr(logging.getLogger(__name__), level)(message)
+
+
+def _invalid(message: str) -> Any:
+    """A ``TritonError`` that Triton answers as 400 / INVALID_ARGUMENT.
+
+    Every decode failure is the request's fault (not an image, truncated, over
+    the pixel cap), so clients must see "your input", not "the server broke";
+    stubs older than error codes get a plain error.
+    """
+    code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
+    if code is None:
+        return pb_utils.TritonError(message)
+    return pb_utils.TritonError(message, code=code)
