@@ -4,6 +4,7 @@ Exception tree::
 
     MedServeError                exit 1
     ├── UsageError               exit 2: bad input from the user (a file, a field, a flag)
+    │   └── Int8RefusedError     exit 2: the INT8 model disagrees with FP32 beyond the bounds
     ├── VerificationError        exit 1: a written repository failed a check
     └── ServerError              exit 1: the local tritonserver failed to start or died
 
@@ -30,3 +31,7 @@ class VerificationError(MedServeError):
 
 class ServerError(MedServeError):
     """The local Triton server could not start, lost a model, or died."""
+
+
+class Int8RefusedError(UsageError):
+    """``medserve export --int8``: the quantized model failed the accuracy gate; nothing written."""

@@ -21,7 +21,11 @@ versions (see ``model_repository/README.md``)::
 
 ``formats`` chooses the classifier artifacts: the SavedModel always (it is
 ``config.pbtxt``'s), ``model.onnx`` unless the user asks for the SavedModel
-alone; the ONNX configs are written only with ``model.onnx``.
+alone; the ONNX configs are written only with ``model.onnx``. With ``int8``
+(``medserve export --int8``) ``model_int8.onnx`` is quantized from
+``model.onnx`` and gated (:mod:`medserve.int8`) in the staging directory, so a
+refused INT8 model leaves no version behind; its configs (``local-int8``,
+``onnx-cpu-int8``) are written only with it.
 
 Order of writes, so an interruption never leaves a version Triton would load
 half-written: both version directories are built in hidden ``.tmp-*``
@@ -42,13 +46,15 @@ from typing import TYPE_CHECKING, Any
 
 from medserve.errors import MedServeError, UsageError
 from medserve.explain.artifact import write_explain_version
+from medserve.int8 import Int8Data, write_int8_onnx
 from medserve.model import check_classifier, model_image_size
 from medserve.model_card import build_model_card, write_model_card
 from medserve.model_card_render import EXPLANATION_KEY, write_card_markdown
 from medserve.model_config import (
+    CONFIG_KINDS,
     EXPLAIN_CONFIG_KINDS,
-    ONNX_KINDS,
     PILLOW_DECODER_FILENAME,
+    ConfigKind,
     ServingOptions,
     classifier_config,
     config_kinds,
@@ -70,6 +76,7 @@ from medserve.repository import (
 )
 from medserve.savedmodel import write_classifier_savedmodel, write_preprocess_savedmodel
 from medserve.spec import (
+    INT8_FILENAME,
     LABELS_FILENAME,
     ONNX_FILENAME,
     SAVEDMODEL_DIRNAME,
@@ -85,7 +92,7 @@ from medserve.verify import (
     onnx_precheck_key,
     verify_repository,
 )
-from medserve.verify_onnx import check_classifier_onnx
+from medserve.verify_onnx import check_classifier_int8, check_classifier_onnx, int8_expected_io
 
 if TYPE_CHECKING:
     import keras
@@ -136,6 +143,7 @@ def export_model(
     options: ServingOptions | None = None,
     formats: tuple[str, ...] = FORMATS,
     explanation: dict[str, Any] | None = None,
+    int8: Int8Data | None = None,
 ) -> ExportResult:
     """Export ``model`` into the Triton repository ``repo`` and verify it.
 
@@ -152,15 +160,20 @@ def export_model(
             and ``"onnx"``.
         explanation: ``medserve evaluate``'s figures (``explanation.json``) for
             the card; without them the card says "not measured".
+        int8: Calibration and validation images: also write ``model_int8.onnx``
+            if it passes the gate of :mod:`medserve.int8`.
 
     Raises:
         UsageError: The model does not fit ``spec``, cannot be converted to
-            ONNX, ``repo`` is a file, ``formats`` is invalid, or ``version``
-            exists and ``force`` is off.
+            ONNX, ``repo`` is a file, ``formats`` is invalid (or lacks onnx
+            with ``int8``), or ``version`` exists and ``force`` is off.
+        Int8RefusedError: The INT8 model failed its gate; nothing was written.
         VerificationError: The written repository failed a check.
     """
     options = options or ServingOptions()
     with_onnx = check_formats(formats)
+    if int8 is not None and not with_onnx:
+        raise UsageError("--int8 quantizes model.onnx: keep onnx in --formats")
     if not with_onnx and options.local_runtime == "onnxruntime":
         options = replace(options, local_runtime="tensorflow")
     check_model_matches_spec(model, spec)
@@ -205,6 +218,12 @@ def export_model(
             prechecked[onnx_precheck_key(spec.name)] = check_classifier_onnx(
                 cls_tmp, spec, reference_model=model, recorded_opset=extra["onnx"]["opset"]
             )
+        if int8 is not None:
+            section = write_int8_onnx(cls_tmp / ONNX_FILENAME, cls_tmp / INT8_FILENAME, int8, spec)
+            extra["int8"] = {**section, "expected_io": int8_expected_io(cls_tmp, spec, section)}
+            prechecked[onnx_precheck_key(spec.name, INT8_FILENAME)] = check_classifier_int8(
+                cls_tmp, spec, recorded=extra["int8"]
+            )
         write_model_card(
             cls_tmp,
             build_model_card(
@@ -239,7 +258,8 @@ def export_model(
             force=force,
         )
 
-    _write_top_level(spec, options, model_dir, prep_dir, ens_dir, explain_dir, with_onnx=with_onnx)
+    kinds = config_kinds(onnx=with_onnx, int8=int8 is not None)
+    _write_top_level(spec, options, model_dir, prep_dir, ens_dir, explain_dir, kinds)
     report = verify_repository(
         repo, model_name=spec.name, version=number, reference_model=model, prechecked=prechecked
     )
@@ -301,27 +321,26 @@ def _write_top_level(
     prep_dir: Path,
     ens_dir: Path,
     explain_dir: Path,
-    *,
-    with_onnx: bool,
+    kinds: tuple[ConfigKind, ...],
 ) -> None:
     """Replace configs, labels and spec of the four models, each atomically.
 
-    Without ``model.onnx`` the ONNX configs of an earlier export are removed:
-    they would point Triton at a version that has no ONNX file.
+    The configs of an earlier export that this one does not write (``kinds``)
+    are removed: they would point Triton at a file the new version lacks
+    (``model.onnx``, ``model_int8.onnx``).
     """
     labels = "".join(f"{label}\n" for label in spec.labels)
-    if not with_onnx:
-        for kind in ONNX_KINDS:
-            config_path(model_dir, kind).unlink(missing_ok=True)
-            config_path(prep_dir, kind).unlink(missing_ok=True)
-    for kind in config_kinds(onnx=with_onnx):
+    for kind in set(CONFIG_KINDS) - set(kinds):
+        for directory in (model_dir, prep_dir, explain_dir):
+            config_path(directory, kind).unlink(missing_ok=True)
+    for kind in kinds:
         write_text_atomic(
             config_path(model_dir, kind), to_text(classifier_config(spec, kind, options))
         )
         write_text_atomic(
             config_path(prep_dir, kind), to_text(preprocess_config(spec, kind, options))
         )
-    for kind in EXPLAIN_CONFIG_KINDS:
+    for kind in (kind for kind in EXPLAIN_CONFIG_KINDS if kind in kinds):
         write_text_atomic(
             config_path(explain_dir, kind), to_text(explain_config(spec, kind, options))
         )

@@ -25,6 +25,11 @@ Five deployments share one model, exported twice, and one set of tensor names:
   ``model.py`` runs the SavedModel with TensorFlow or ``model.onnx`` with
   onnxruntime (config parameter ``runtime``). The local server has neither
   backend, only the Python one.
+- ``local-int8`` and ``onnx-cpu-int8``: ``local`` (runtime ``onnxruntime``,
+  parameter ``onnx_file``) and ``onnx-cpu`` serving ``model_int8.onnx``, when
+  ``medserve export --int8`` wrote it. The decoder and the Grad-CAM model get
+  the same config names with their ``local`` / ``onnx-cpu`` content, because
+  ``--model-config-name`` applies to every model of the repository.
 
 The decoder (``<name>_preprocess``) is a TensorFlow SavedModel under ``gpu``,
 ``cpu`` and ``local``; under ``onnx-gpu`` and ``onnx-cpu`` it is a Python-backend
@@ -46,12 +51,26 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from medserve.errors import UsageError, VerificationError
-from medserve.spec import LABELS_FILENAME, ONNX_FILENAME, ModelSpec
+from medserve.spec import INT8_FILENAME, LABELS_FILENAME, ONNX_FILENAME, ModelSpec
 from medserve_client.contract import MAX_PIXELS_PARAMETER, preprocess_model
 
-ConfigKind = Literal["gpu", "cpu", "local", "onnx-gpu", "onnx-cpu"]
-CONFIG_KINDS: tuple[ConfigKind, ...] = ("gpu", "cpu", "local", "onnx-gpu", "onnx-cpu")
-ONNX_KINDS: tuple[ConfigKind, ...] = ("onnx-gpu", "onnx-cpu")
+ConfigKind = Literal["gpu", "cpu", "local", "onnx-gpu", "onnx-cpu", "local-int8", "onnx-cpu-int8"]
+CONFIG_KINDS: tuple[ConfigKind, ...] = (
+    "gpu",
+    "cpu",
+    "local",
+    "onnx-gpu",
+    "onnx-cpu",
+    "local-int8",
+    "onnx-cpu-int8",
+)
+# The kinds served by Triton's onnxruntime backend (model.onnx or model_int8.onnx).
+ONNX_KINDS: tuple[ConfigKind, ...] = ("onnx-gpu", "onnx-cpu", "onnx-cpu-int8")
+# The kinds that serve model_int8.onnx, and the kinds on the Python backend.
+INT8_KINDS: tuple[ConfigKind, ...] = ("local-int8", "onnx-cpu-int8")
+LOCAL_KINDS: tuple[ConfigKind, ...] = ("local", "local-int8")
+# Which ONNX file the Python backend's runtime "onnxruntime" loads (model.py's default).
+ONNX_FILE_PARAMETER = "onnx_file"
 Runtime = Literal["tensorflow", "onnxruntime"]
 RUNTIMES: tuple[Runtime, ...] = ("tensorflow", "onnxruntime")
 # Which runtime configs/local.pbtxt runs when the version has both artifacts:
@@ -68,7 +87,7 @@ PILLOW_DECODER_FILENAME = "decode_pillow.py"
 # ReluGrad, MaxPoolGrad, BroadcastGradientArgs: there is no model.onnx of it). A
 # deployment under any other config name must leave the explain model out
 # (k8s/README.md).
-EXPLAIN_CONFIG_KINDS: tuple[ConfigKind, ...] = ("gpu", "cpu", "local")
+EXPLAIN_CONFIG_KINDS: tuple[ConfigKind, ...] = ("gpu", "cpu", "local", "local-int8")
 TF_PLATFORM = "tensorflow_savedmodel"
 PYTHON_BACKEND = "python"
 ONNX_BACKEND = "onnxruntime"
@@ -85,9 +104,23 @@ def config_path(model_dir: Path, kind: ConfigKind) -> Path:
     return model_dir / "config.pbtxt" if kind == "gpu" else model_dir / "configs" / f"{kind}.pbtxt"
 
 
-def config_kinds(*, onnx: bool) -> tuple[ConfigKind, ...]:
-    """The configs a repository holds: the ONNX ones only when ``model.onnx`` was exported."""
-    return tuple(kind for kind in CONFIG_KINDS if onnx or kind not in ONNX_KINDS)
+def config_kinds(*, onnx: bool, int8: bool = False) -> tuple[ConfigKind, ...]:
+    """The configs a repository holds: ONNX ones with ``model.onnx``, INT8 ones with both files."""
+    return tuple(
+        kind
+        for kind in CONFIG_KINDS
+        if (onnx or kind not in ONNX_KINDS) and ((onnx and int8) or kind not in INT8_KINDS)
+    )
+
+
+def onnx_file(kind: ConfigKind) -> str:
+    """The ONNX file a config of ``kind`` serves: ``model_int8.onnx`` or ``model.onnx``."""
+    return INT8_FILENAME if kind in INT8_KINDS else ONNX_FILENAME
+
+
+def fp32_kind(kind: ConfigKind) -> ConfigKind:
+    """The FP32 kind an INT8 kind is a variant of (``local-int8`` -> ``local``)."""
+    return {"local-int8": "local", "onnx-cpu-int8": "onnx-cpu"}.get(kind, kind)  # type: ignore[return-value]
 
 
 def preprocess_name(spec: ModelSpec) -> str:
@@ -181,9 +214,12 @@ def classifier_config(
     config = _base_config(spec.name, kind, spec.max_batch_size)
     if kind in ONNX_KINDS:
         config.backend = ONNX_BACKEND
-        config.default_model_filename = ONNX_FILENAME
+        config.default_model_filename = onnx_file(kind)
     elif kind == "local":
         config.parameters[RUNTIME_PARAMETER].string_value = options.local_runtime
+    elif kind == "local-int8":
+        config.parameters[RUNTIME_PARAMETER].string_value = "onnxruntime"
+        config.parameters[ONNX_FILE_PARAMETER].string_value = onnx_file(kind)
     # The layout, declared: Triton's stock image clients (NVIDIA's image_client.py)
     # read it from the config to know the input is HWC, and refuse a model without.
     config.input.add(
@@ -280,8 +316,9 @@ def explain_config(
             f"({', '.join(EXPLAIN_CONFIG_KINDS)})"
         )
     options = options or ServingOptions()
+    # Explanations are not quantized: under local-int8 Grad-CAM runs as under local.
     config = classifier_config(
-        spec, kind, replace(options, tensorrt_fp16=False, local_runtime="tensorflow")
+        spec, fp32_kind(kind), replace(options, tensorrt_fp16=False, local_runtime="tensorflow")
     )
     config.name = spec.explain_name
     config.input.add(name=spec.class_index_name, data_type=mc.TYPE_INT32, dims=[1])
@@ -380,7 +417,7 @@ def _base_config(name: str, kind: ConfigKind, max_batch_size: int) -> mc.ModelCo
     if kind not in CONFIG_KINDS:
         raise UsageError(f"config kind must be one of {', '.join(CONFIG_KINDS)}, got {kind!r}")
     config = mc.ModelConfig(name=name, max_batch_size=max_batch_size)
-    if kind == "local":
+    if kind in LOCAL_KINDS:
         config.backend = PYTHON_BACKEND
     elif kind not in ONNX_KINDS:  # The callers set the ONNX kinds' backends.
         config.platform = TF_PLATFORM

@@ -34,6 +34,8 @@ SPEC_FILENAME = "medserve_spec.json"
 LABELS_FILENAME = "labels.txt"
 SAVEDMODEL_DIRNAME = "model.savedmodel"
 ONNX_FILENAME = "model.onnx"
+# The statically quantized twin of model.onnx (medserve export --int8).
+INT8_FILENAME = "model_int8.onnx"
 MODEL_CARD_FILENAME = "model_card.json"
 # Rendered from model_card.json (medserve card), so not in its checksum table.
 MODEL_CARD_MARKDOWN_FILENAME = "model_card.md"

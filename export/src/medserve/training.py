@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 from medserve.assessment import assess
 from medserve.batches import batches
-from medserve.data import list_image_folder, load_image_folder, synthetic_dataset
-from medserve.data.synthetic import GENERATOR_VERSION
+from medserve.data import list_image_folder
 from medserve.errors import UsageError
 from medserve.model import check_image_size, model_image_size
 from medserve.repository import sha256_file
+from medserve.training_data import DEFAULT_IMAGE_SIZE, data_fingerprint, load_split
 from medserve.training_record import (
     MODEL_FILENAME,
     TRAINING_FILENAME,
@@ -41,7 +41,6 @@ from medserve.training_record import (
     record_matches,
     run_fingerprint,
     save_model_atomic,
-    sha256_text,
     write_json_atomic,
 )
 
@@ -50,7 +49,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_IMAGE_SIZE = (224, 224)
 # Adam's default 1e-3 kills the reference CNN at 224x224: its Dense layer has
 # 86,528 inputs, and Adam moves every weight by about the learning rate per
 # step, so the first steps saturate the ReLUs and the loss sticks at ln 2
@@ -223,14 +221,14 @@ def train(config: TrainConfig) -> TrainResult:
     model_path, record_path = output / MODEL_FILENAME, output / TRAINING_FILENAME
 
     listing = list_image_folder(config.data_dir) if config.data_dir is not None else None
-    data_fingerprint = listing.fingerprint() if listing else _synthetic_fingerprint(config)
+    fingerprint_of_data = data_fingerprint(config, listing)
     hyperparameters = config.hyperparameters()
     if config.base_model is not None:
         if not config.base_model.is_file():
             raise UsageError(f"model file {config.base_model} does not exist")
         hyperparameters["base_model_sha256"] = sha256_file(config.base_model)
     fingerprint = run_fingerprint(
-        data_fingerprint=data_fingerprint, hyperparameters=hyperparameters
+        data_fingerprint=fingerprint_of_data, hyperparameters=hyperparameters
     )
 
     if not config.retrain and record_matches(output, fingerprint):
@@ -252,10 +250,7 @@ def train(config: TrainConfig) -> TrainResult:
     keras.utils.set_random_seed(config.seed)
     base = _load_base_model(config) if config.base_model is not None else None
     image_size = model_image_size(base) if base else (config.image_size or DEFAULT_IMAGE_SIZE)
-    if listing is not None:
-        data = load_image_folder(listing, image_size)
-    else:
-        data = synthetic_dataset(config.resolved_samples_per_class(), image_size, config.seed)
+    data, train_set, validation_set = load_split(config, image_size, listing)
     if base is not None:
         _check_output_width(base, data.label_names, config)
         model = base
@@ -269,9 +264,6 @@ def train(config: TrainConfig) -> TrainResult:
             dense_units=config.dense_units,
             seed=config.seed,
         )
-    train_set, validation_set = data.split(
-        validation_split=config.resolved_validation_split(), seed=config.seed
-    )
     log.info(
         "training on %d images, validating on %d (%s)",
         len(train_set),
@@ -317,7 +309,7 @@ def train(config: TrainConfig) -> TrainResult:
         history=history.history,
         config=config,
         hyperparameters=hyperparameters,
-        data_fingerprint=data_fingerprint,
+        data_fingerprint=fingerprint_of_data,
         fingerprint=fingerprint,
         model_sha256=sha256_file(model_path),
         duration_s=time.monotonic() - started,
@@ -325,17 +317,6 @@ def train(config: TrainConfig) -> TrainResult:
     write_json_atomic(record_path, record)
     log.info("wrote %s and %s", model_path, record_path)
     return TrainResult(model_path, record_path, record, reused=False)
-
-
-def _synthetic_fingerprint(config: TrainConfig) -> str:
-    params = {
-        "kind": "synthetic",
-        "generator_version": GENERATOR_VERSION,
-        "samples_per_class": config.resolved_samples_per_class(),
-        "image_size": list(config.image_size or DEFAULT_IMAGE_SIZE),
-        "seed": config.seed,
-    }
-    return sha256_text(json.dumps(params, sort_keys=True))
 
 
 def _load_base_model(config: TrainConfig) -> keras.Model:

@@ -10,12 +10,14 @@ Checks, in order, stopping with a :class:`~medserve.errors.VerificationError`
 at the first problem: the spec and labels; every config parses as Triton's
 ``ModelConfig`` and its tensors match its artifact (the SavedModel's
 ``serving_default`` signature, or ``model.onnx``'s graph inputs and outputs
-for ``onnx-gpu``/``onnx-cpu``: names, data types, dims without the batch
-dimension); the label count equals the output width; the sha256 of every file
+for ``onnx-gpu``/``onnx-cpu``, ``model_int8.onnx``'s for the INT8 configs:
+names, data types, dims without the batch dimension); the label count equals
+the output width; the sha256 of every file
 matches its model card; the classifier SavedModel gives the outputs recorded
 at export (within 1e-5) both through ``tf.saved_model.load`` and through the
 TF1 session loader Triton's TF backend uses, and ``model.onnx`` does under
-onnxruntime with the recorded opset; the decoder decodes PNG and JPEG to the
+onnxruntime with the recorded opset, and ``model_int8.onnx`` agrees with the
+recorded FP32 outputs within the bounds its card records; the decoder decodes PNG and JPEG to the
 served shape and rejects a corrupt image, and so does the Pillow decoder of
 the ONNX configs, which also refuses images above its pixel cap; the ensemble
 wires the two together; ``model_card.md``, when present, is the current
@@ -37,15 +39,19 @@ from medserve.loaders import read_signature, run_eager, run_session
 from medserve.model_card import CARD_FILES, read_model_card
 from medserve.model_card_render import render_card_markdown
 from medserve.model_config import (
+    CONFIG_KINDS,
     EXPLAIN_CONFIG_KINDS,
+    INT8_KINDS,
     ONNX_KINDS,
     config_kinds,
     config_path,
+    onnx_file,
     preprocess_name,
 )
 from medserve.onnx_loaders import read_onnx_signature
 from medserve.repository import existing_versions, file_checksums
 from medserve.spec import (
+    INT8_FILENAME,
     LABELS_FILENAME,
     MODEL_CARD_FILENAME,
     MODEL_CARD_MARKDOWN_FILENAME,
@@ -60,11 +66,17 @@ from medserve.verify_config import (
     check_explain_config,
     check_preprocess_config,
 )
-from medserve.verify_onnx import check_classifier_onnx, check_pillow_decoder
+from medserve.verify_onnx import (
+    check_classifier_int8,
+    check_classifier_onnx,
+    check_pillow_decoder,
+)
 
 if TYPE_CHECKING:
     import keras
     import numpy as np
+
+    from medserve.model_config import ConfigKind
 
 EXPECTED_IO_FILENAME = "expected_io.npz"
 TOLERANCE = 1e-5
@@ -172,14 +184,18 @@ def verify_repository(
     version_dir = model_dir / str(version)
     _check_checksums(version_dir, passed)
     with_onnx = (version_dir / ONNX_FILENAME).is_file()
-    kinds = config_kinds(onnx=with_onnx)
-    _check_no_stray_onnx_configs(model_dir, version_dir, with_onnx)
+    with_int8 = with_onnx and (version_dir / INT8_FILENAME).is_file()
+    kinds = config_kinds(onnx=with_onnx, int8=with_int8)
+    prep_dir = repo / preprocess_name(spec)
+    _check_no_stray_configs((model_dir, prep_dir, repo / spec.explain_name), version_dir, kinds)
     signatures = {"savedmodel": read_signature(version_dir / SAVEDMODEL_DIRNAME)}
-    if with_onnx:
-        signatures["onnx"] = read_onnx_signature(version_dir / ONNX_FILENAME)
+    for name in (ONNX_FILENAME, INT8_FILENAME)[: with_onnx + with_int8]:
+        signatures[name] = read_onnx_signature(version_dir / name)
     for kind in kinds:
         path = config_path(model_dir, kind)
-        signature = signatures["onnx" if kind in ONNX_KINDS else "savedmodel"]
+        signature = signatures[
+            onnx_file(kind) if kind in (*ONNX_KINDS, *INT8_KINDS) else "savedmodel"
+        ]
         passed(path, check_classifier_config(path, kind, spec, signature))
     prechecked = prechecked or {}
     details = prechecked.get(spec.name)
@@ -193,8 +209,13 @@ def verify_repository(
             details = check_classifier_onnx(version_dir, spec, reference_model=reference_model)
         for detail in details:
             passed(version_dir / ONNX_FILENAME, detail)
+    if with_int8:
+        details = prechecked.get(onnx_precheck_key(spec.name, INT8_FILENAME))
+        if details is None:
+            details = check_classifier_int8(version_dir, spec)
+        for detail in details:
+            passed(version_dir / INT8_FILENAME, detail)
 
-    prep_dir = repo / preprocess_name(spec)
     prep_version_dir = prep_dir / str(version)
     if not prep_version_dir.is_dir():
         raise VerificationError(
@@ -227,7 +248,7 @@ def verify_repository(
         )
     _check_checksums(explain_version_dir, passed)
     explain_signature = read_signature(explain_version_dir / SAVEDMODEL_DIRNAME)
-    for kind in EXPLAIN_CONFIG_KINDS:
+    for kind in (kind for kind in EXPLAIN_CONFIG_KINDS if kind in kinds):
         path = config_path(explain_version_dir.parent, kind)
         classifier = config_path(model_dir, kind)
         passed(path, check_explain_config(path, kind, spec, explain_signature, classifier))
@@ -241,22 +262,30 @@ def verify_repository(
     return report
 
 
-def onnx_precheck_key(model_name: str) -> str:
-    """Key of the exporter's ONNX check results in ``prechecked``."""
-    return f"{model_name}/{ONNX_FILENAME}"
+def onnx_precheck_key(model_name: str, filename: str = ONNX_FILENAME) -> str:
+    """Key of the exporter's check results of an ONNX file in ``prechecked``."""
+    return f"{model_name}/{filename}"
 
 
-def _check_no_stray_onnx_configs(model_dir: Path, version_dir: Path, with_onnx: bool) -> None:
-    """An ONNX config without ``model.onnx`` would fail to load in Triton."""
-    if with_onnx:
-        return
-    for kind in ONNX_KINDS:
-        path = config_path(model_dir, kind)
-        if path.exists():
-            raise VerificationError(
-                f"{path} serves {ONNX_FILENAME}, but {version_dir} has none; re-export with "
-                "--formats savedmodel,onnx or delete the ONNX configs"
-            )
+def _check_no_stray_configs(
+    model_dirs: tuple[Path, ...], version_dir: Path, kinds: tuple[ConfigKind, ...]
+) -> None:
+    """An ONNX or INT8 config whose file the version lacks would fail to load in Triton.
+
+    ``--model-config-name`` applies to every model, so the decoder's and the
+    Grad-CAM model's configs of that name count too.
+    """
+    for kind in CONFIG_KINDS:
+        if kind in kinds:
+            continue
+        for model_dir in model_dirs:
+            path = config_path(model_dir, kind)
+            if path.exists():
+                how = "--int8" if kind in INT8_KINDS else "--formats savedmodel,onnx"
+                raise VerificationError(
+                    f"{path} is for {onnx_file(kind)}, but {version_dir} has none; re-export "
+                    f"with {how} or delete the {kind} configs"
+                )
 
 
 def check_classifier_savedmodel(

@@ -23,7 +23,9 @@ from medserve.errors import VerificationError
 from medserve.loaders import SignatureInfo, TensorInfo
 from medserve.model_config import (
     ENSEMBLE_PLATFORM,
+    LOCAL_KINDS,
     ONNX_BACKEND,
+    ONNX_FILE_PARAMETER,
     ONNX_KINDS,
     PILLOW_DECODER_FILENAME,
     PYTHON_BACKEND,
@@ -31,10 +33,11 @@ from medserve.model_config import (
     RUNTIMES,
     TF_PLATFORM,
     ConfigKind,
+    onnx_file,
     parse_config,
     preprocess_name,
 )
-from medserve.spec import LABELS_FILENAME, ONNX_FILENAME, ModelSpec
+from medserve.spec import INT8_FILENAME, LABELS_FILENAME, ONNX_FILENAME, ModelSpec
 from medserve_client.contract import MAX_PIXELS_PARAMETER
 
 _TF_PLATFORMS = (TF_PLATFORM,)
@@ -48,15 +51,10 @@ def check_classifier_config(
     _check_common(config, path, kind, spec.name, spec.max_batch_size)
     if kind in ONNX_KINDS and config.backend != ONNX_BACKEND:
         raise VerificationError(f"{path}: backend must be {ONNX_BACKEND!r}")
-    if kind in ONNX_KINDS and config.default_model_filename != ONNX_FILENAME:
-        raise VerificationError(f"{path}: default_model_filename must be {ONNX_FILENAME!r}")
-    if kind == "local":
-        runtime = config.parameters[RUNTIME_PARAMETER].string_value
-        if runtime not in RUNTIMES:
-            raise VerificationError(
-                f"{path}: parameter {RUNTIME_PARAMETER!r} must be one of {', '.join(RUNTIMES)}, "
-                f"got {runtime!r}"
-            )
+    if kind in ONNX_KINDS and config.default_model_filename != onnx_file(kind):
+        raise VerificationError(f"{path}: default_model_filename must be {onnx_file(kind)!r}")
+    if kind in LOCAL_KINDS:
+        _check_local_runtime(config, path, kind)
     _match_signature(config, path, signature)
     image = _single(config.input, path, "input")
     if image.format != mc.ModelInput.FORMAT_NHWC or len(image.dims) != 3:
@@ -109,7 +107,7 @@ def check_explain_config(
     """
     config = parse_config(path)
     _check_common(config, path, kind, spec.explain_name, spec.max_batch_size)
-    if kind == "local" and config.parameters[RUNTIME_PARAMETER].string_value != "tensorflow":
+    if kind in LOCAL_KINDS and config.parameters[RUNTIME_PARAMETER].string_value != "tensorflow":
         raise VerificationError(
             f"{path}: the Grad-CAM model has no model.onnx; parameter {RUNTIME_PARAMETER!r} "
             "must be tensorflow"
@@ -165,6 +163,27 @@ def check_preprocess_config(
         f"{_where(config)}{pillow}, {_describe(config)}, one request per execution, "
         f"max_pixels {spec.max_pixels}"
     )
+
+
+def _check_local_runtime(config: mc.ModelConfig, path: Path, kind: ConfigKind) -> None:
+    """``runtime`` is known; ``local-int8`` runs ``model_int8.onnx``, ``local`` never does."""
+    runtime = config.parameters[RUNTIME_PARAMETER].string_value
+    if runtime not in RUNTIMES:
+        raise VerificationError(
+            f"{path}: parameter {RUNTIME_PARAMETER!r} must be one of {', '.join(RUNTIMES)}, "
+            f"got {runtime!r}"
+        )
+    served = config.parameters[ONNX_FILE_PARAMETER].string_value or ONNX_FILENAME
+    if kind == "local-int8" and (runtime != "onnxruntime" or served != INT8_FILENAME):
+        raise VerificationError(
+            f"{path}: the INT8 config must set {RUNTIME_PARAMETER!r} to 'onnxruntime' and "
+            f"{ONNX_FILE_PARAMETER!r} to {INT8_FILENAME!r}, got {runtime!r} and {served!r}"
+        )
+    if kind == "local" and served != ONNX_FILENAME:
+        raise VerificationError(
+            f"{path}: parameter {ONNX_FILE_PARAMETER!r} is {served!r}; the local config serves "
+            f"{ONNX_FILENAME} (INT8 has its own config, local-int8)"
+        )
 
 
 def _check_onnx_tensorrt(config: mc.ModelConfig, path: Path) -> str:
@@ -263,7 +282,7 @@ def _check_common(
 ) -> None:
     if config.name != name:
         raise VerificationError(f"{path}: name is {config.name!r}, expected {name!r}")
-    if kind == "local":
+    if kind in LOCAL_KINDS:
         if config.backend != PYTHON_BACKEND:
             raise VerificationError(f"{path}: backend must be {PYTHON_BACKEND!r} (local server)")
     elif kind in ONNX_KINDS:

@@ -23,7 +23,9 @@ and the preprocessing model (``image_bytes`` STRING -> ``image`` UINT8).
 The config parameter ``runtime`` chooses what runs: ``"tensorflow"`` (the
 default) loads ``model.savedmodel``; ``"onnxruntime"`` loads ``model.onnx`` in
 an onnxruntime session on the CPU provider with the same thread pools. Both
-are checked against the config's tensor names and data types at load.
+are checked against the config's tensor names and data types at load. The
+parameter ``onnx_file`` names another ONNX file of the version directory for
+``"onnxruntime"`` (``model_int8.onnx`` under ``configs/local-int8.pbtxt``).
 
 How ``execute`` batches: Triton hands over every request its dynamic batcher
 collected; they are concatenated along the batch axis into ONE TensorFlow call
@@ -66,6 +68,7 @@ SAVEDMODEL_DIRNAME = "model.savedmodel"
 ONNX_FILENAME = "model.onnx"
 SIGNATURE_NAME = "serving_default"
 RUNTIME_PARAMETER = "runtime"
+ONNX_FILE_PARAMETER = "onnx_file"
 RUNTIMES = ("tensorflow", "onnxruntime")
 # onnxruntime's tensor(...) type names -> numpy dtype names.
 _ORT_TO_NUMPY = {"tensor(uint8)": "uint8", "tensor(float)": "float32", "tensor(string)": "string"}
@@ -239,6 +242,14 @@ class TritonPythonModel:
                 f"model {self.model_name}: config parameter {RUNTIME_PARAMETER!r} must be one "
                 f"of {', '.join(RUNTIMES)}, got {self.runtime!r}"
             )
+        onnx_file = (self.model_config.get("parameters") or {}).get(ONNX_FILE_PARAMETER, {})
+        self.onnx_file = onnx_file.get("string_value") or ONNX_FILENAME
+        # A file name of this version directory, never a path to elsewhere.
+        if Path(self.onnx_file).name != self.onnx_file or not self.onnx_file.endswith(".onnx"):
+            raise ValueError(
+                f"model {self.model_name}: config parameter {ONNX_FILE_PARAMETER!r} must be the "
+                f"name of an .onnx file in the version directory, got {self.onnx_file!r}"
+            )
 
     def _load_savedmodel(self, args: dict[str, str], intra: int, inter: int, cpus: int) -> None:
         """Load ``model.savedmodel`` in TensorFlow and match its signature to the config."""
@@ -298,12 +309,13 @@ class TritonPythonModel:
         return Path(__file__).resolve().parent / name
 
     def _load_onnx(self, args: dict[str, str], intra: int, inter: int, cpus: int) -> None:
-        """Open ``model.onnx`` in onnxruntime and match its tensors to the config."""
-        path = self._artifact_path(args, ONNX_FILENAME)
+        """Open ``self.onnx_file`` in onnxruntime and match its tensors to the config."""
+        path = self._artifact_path(args, self.onnx_file)
         if not path.is_file():
+            how = "--int8" if self.onnx_file != ONNX_FILENAME else "--formats savedmodel,onnx"
             raise ValueError(
-                f"model {self.model_name}: no {ONNX_FILENAME} at {path}; export it with "
-                "medserve export --formats savedmodel,onnx or set parameter runtime to tensorflow"
+                f"model {self.model_name}: no {self.onnx_file} at {path}; export it with "
+                f"medserve export {how} or set parameter runtime to tensorflow"
             )
         import onnxruntime as ort
 
