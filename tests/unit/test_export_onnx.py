@@ -12,7 +12,7 @@ from tiny_export import TINY_SIZE, ExportedRepo
 
 from medserve.cli import main
 from medserve.loaders import read_signature
-from medserve.model_config import CONFIG_KINDS, ONNX_KINDS, config_path, parse_config
+from medserve.model_config import INT8_KINDS, ONNX_KINDS, config_kinds, config_path, parse_config
 from medserve.onnx_export import ONNX_OPSET
 from medserve.onnx_loaders import onnx_opset, read_onnx_signature, run_onnx
 from medserve.repository import TMP_PREFIX
@@ -29,7 +29,8 @@ def test_export_writes_model_onnx_the_onnx_configs_and_the_pillow_decoder(
     assert (repo / "medcnn" / "1" / "model.onnx").is_file()
     for model in ("medcnn", "medcnn_preprocess"):
         for kind in ONNX_KINDS:
-            assert config_path(repo / model, kind).is_file()
+            # An export without --int8 writes no INT8 config (test_int8_export).
+            assert config_path(repo / model, kind).is_file() == (kind not in INT8_KINDS)
     decoder = (files("medserve.triton_backend") / "decode_pillow.py").read_bytes()
     assert (repo / "medcnn_preprocess" / "1" / "decode_pillow.py").read_bytes() == decoder
 
@@ -80,7 +81,7 @@ def test_every_config_parses_and_names_tensors_that_exist_in_its_artifact(
     }
     onnx = read_onnx_signature(repo / "medcnn" / "1" / "model.onnx")
     for model, signature in artifacts.items():
-        for kind in CONFIG_KINDS:
+        for kind in config_kinds(onnx=True):
             config = parse_config(config_path(repo / model, kind))
             # The Pillow decoder serves the TF decoder's contract; the ONNX
             # classifier configs describe model.onnx.

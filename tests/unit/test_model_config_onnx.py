@@ -31,8 +31,11 @@ def test_onnx_configs_live_in_configs_named_for_model_config_name() -> None:
     model_dir = Path("model_repository") / "medcnn"
     assert config_path(model_dir, "onnx-gpu") == model_dir / "configs" / "onnx-gpu.pbtxt"
     assert config_path(model_dir, "onnx-cpu") == model_dir / "configs" / "onnx-cpu.pbtxt"
-    assert config_kinds(onnx=True) == CONFIG_KINDS
+    assert config_kinds(onnx=True, int8=True) == CONFIG_KINDS
+    assert config_kinds(onnx=True) == ("gpu", "cpu", "local", "onnx-gpu", "onnx-cpu")
     assert config_kinds(onnx=False) == ("gpu", "cpu", "local")
+    # INT8 quantizes model.onnx: no INT8 config without it.
+    assert config_kinds(onnx=False, int8=True) == ("gpu", "cpu", "local")
 
 
 def test_onnx_gpu_config_runs_model_onnx_on_onnxruntime_with_tensorrt_fp16_then_cuda() -> None:

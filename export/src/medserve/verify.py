@@ -283,7 +283,7 @@ def _check_no_stray_configs(
             if path.exists():
                 how = "--int8" if kind in INT8_KINDS else "--formats savedmodel,onnx"
                 raise VerificationError(
-                    f"{path} is for {onnx_file(kind)}, but {version_dir} has none; re-export "
+                    f"{path} serves {onnx_file(kind)}, but {version_dir} has none; re-export "
                     f"with {how} or delete the {kind} configs"
                 )
 
