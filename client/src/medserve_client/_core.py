@@ -188,6 +188,9 @@ def label_probe(info_shape: tuple[int, int, int], batched: bool) -> npt.NDArray[
 
 def stack_batch(tensors: Sequence[npt.NDArray[np.uint8]], batched: bool) -> npt.NDArray[Any]:
     """A request tensor: stacked along a batch axis, or the single image when unbatched."""
+    if batched and len(tensors) == 1:
+        # One image (classify_many's requests): a view with a batch axis, not a copy.
+        return np.ascontiguousarray(tensors[0])[np.newaxis]
     if batched:
         return np.ascontiguousarray(np.stack(tensors))
     return np.ascontiguousarray(tensors[0])
