@@ -47,7 +47,9 @@ _MODEL_MISSING = re.compile(
 _RESTRICTED = re.compile(r"is restricted, expecting header", re.I)
 _TLS_FAILED = re.compile(
     r"handshake fail|certificate_verify_failed|certificate verify failed|ssl_error|"
-    r"wrong_version_number|tsi_protocol_failure",
+    r"wrong_version_number|tsi_protocol_failure|"
+    # gRPC's check of the certificate's name (UNAVAILABLE, once per address).
+    r"hostname verification check failed",
     re.I,
 )
 # Triton 2.59+ (--http-max-input-size), gRPC's message limit, a proxy's 413.
@@ -195,7 +197,8 @@ def map_error(
     if _TLS_FAILED.search(message):
         return _errors.TLSError(
             f"{where}: the TLS handshake failed ({text}); check TLS(root_certificates=...) "
-            "names the CA that signed the server's certificate, the host name matches it, "
+            "names the CA that signed the server's certificate, the host name (or "
+            "TLS(server_name=...)) matches it, "
             "and for mutual TLS private_key and certificate_chain"
         )
     if _TOO_LARGE.search(message) or status in ("413", "StatusCode.RESOURCE_EXHAUSTED"):

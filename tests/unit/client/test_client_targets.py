@@ -176,3 +176,24 @@ def test_cli_takes_a_grpc_target_and_a_policy(
     status = cli.main(["--url", "ipv4:10.0.0.300:8001", "health"], stdout=io.StringIO())
     assert status == InvalidInputError.exit_code
     assert "is not an IPv4 address" in capsys.readouterr().err
+
+
+def test_a_certificate_name_mismatch_of_an_address_list_is_a_tls_error() -> None:
+    from tritonclient.utils import InferenceServerException
+
+    from medserve_client import TLSError
+    from medserve_client._transport import map_error
+
+    endpoint = Client(
+        "ipv4:10.0.0.7:8001,10.0.0.8:8001", tls=TLS(server_name="wrong.example")
+    ).endpoint
+    # What grpcio (1.85) answers when every address fails the name check.
+    exc = InferenceServerException(
+        "connections to all backends failing; last error: UNKNOWN: ipv4:10.0.0.8:8001: "
+        "Custom verification check failed with error: UNAUTHENTICATED: Hostname "
+        "Verification Check failed.",
+        "StatusCode.UNAVAILABLE",
+    )
+    error = map_error(exc, endpoint=endpoint, model="medcnn", timeout_s=5.0, action="infer")
+    assert isinstance(error, TLSError)
+    assert "server_name" in str(error) and "(TLS)" in str(error)
