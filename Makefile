@@ -115,7 +115,7 @@ compat: $(COMPAT_STAMP) ## Load the export under TF 2.17.1 (session loader) and 
 # model first if $(REPO) has none (train and export reuse earlier work).
 LOADTEST_ARGS ?=
 BENCH_ARGS ?=
-.PHONY: loadtest bench bench-quick
+.PHONY: loadtest bench bench-quick tune
 
 define loadtest_model
 	@test -d $(REPO)/$(MODEL) || { $(BIN)/medserve train --synthetic --output $(WORK)/model && \
@@ -125,6 +125,15 @@ endef
 loadtest: $(STAMP) ## Headless locust on $(REPO) (or HOST=grpc://...): summary.json in loadtest/results/
 	$(loadtest_model)
 	loadtest/run --repo $(REPO) --model $(MODEL) $(if $(HOST),--host $(HOST)) $(LOADTEST_ARGS)
+
+# medserve tune: the local config chosen by measurement on a real local Triton,
+# within --budget-s (450 s by default, the server's start included). Writes
+# configs/tuned.pbtxt for every model of $(REPO) (make bench then serves it)
+# and the report $(WORK)/tune/tune.{json,md,png}. TUNE_ARGS passes options on.
+TUNE_ARGS ?=
+tune: $(STAMP) ## Tune the local config under load (<= 8 min): configs/tuned.pbtxt + $(WORK)/tune/
+	$(loadtest_model)
+	$(BIN)/medserve tune $(REPO) --model $(MODEL) --out $(WORK)/tune $(TUNE_ARGS)
 
 bench: $(STAMP) ## Benchmark (~15 min, quiet machine): limit, medserve, batching off, naive peer, payloads
 	$(loadtest_model)
