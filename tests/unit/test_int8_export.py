@@ -67,6 +67,11 @@ def test_export_int8_writes_model_int8_onnx_and_records_the_gate_figures_in_the_
     # Fewer training images than the default 256: all of them calibrate.
     assert quantization["calibration_images"] == len(int8_export.train_set) == 40
     assert section["gate"] == {"min_top1_agreement": 0.995, "max_roc_auc_drop": 0.005}
+    markdown = (version / "model_card.md").read_text()
+    assert "## INT8 model" in markdown
+    assert (
+        f"| ROC AUC | {figures['fp32_roc_auc']:.3f} | {figures['int8_roc_auc']:.3f} |" in markdown
+    )
     # The figures are those of the very files: recompute them here.
     images = int8_export.validation_set.images
     fp32 = _outputs(version / ONNX_FILENAME, int8_export, images)

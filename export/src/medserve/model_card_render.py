@@ -62,11 +62,12 @@ def render_card_markdown(card: Mapping[str, Any]) -> str:
         _training_data(card),
         _validation(card),
         _calibration(card),
+        _int8(card),
         _explanations(card),
         _provenance(card),
         _limitations(card),
     ]
-    return "\n\n".join(s.strip("\n") for s in sections) + "\n"
+    return "\n\n".join(s.strip("\n") for s in sections if s) + "\n"
 
 
 def _header(card: Mapping[str, Any]) -> str:
@@ -215,6 +216,41 @@ def _calibration(card: Mapping[str, Any]) -> str:
     if diagram and diagram in (card.get("files") or {}):
         lines += ["", f"![Reliability diagram]({diagram})"]
     return "\n".join(lines)
+
+
+def _int8(card: Mapping[str, Any]) -> str:
+    """The INT8 model's gate figures; nothing for a version exported without --int8."""
+    section = card.get("int8")
+    if not section:
+        return ""
+    figures, gate = section.get("agreement") or {}, section.get("gate") or {}
+    quantization = section.get("quantization") or {}
+    return "\n".join(
+        [
+            "## INT8 model",
+            "",
+            f"`{section.get('file')}` (configs `local-int8`, `onnx-cpu-int8`): "
+            f"{quantization.get('format')}, weights {quantization.get('weights')}, activations "
+            f"{quantization.get('activations')}; quantized ops "
+            f"{', '.join(quantization.get('quantized_ops') or [])}; calibrated "
+            f"({quantization.get('calibration_method')}) on "
+            f"{quantization.get('calibration_images')} images: "
+            f"{quantization.get('calibration_source')}.",
+            "",
+            f"On {figures.get('validation_images')} validation images:",
+            "",
+            "| | FP32 | INT8 | gate |",
+            "| --- | ---: | ---: | --- |",
+            f"| ROC AUC | {_num(figures.get('fp32_roc_auc'))} | "
+            f"{_num(figures.get('int8_roc_auc'))} | drop {_num(figures.get('roc_auc_drop'))} "
+            f"<= {gate.get('max_roc_auc_drop')} |",
+            f"| top-1 agreement with FP32 | | {_num(figures.get('top1_agreement'))} | "
+            f">= {gate.get('min_top1_agreement')} |",
+            "",
+            "Largest probability difference from FP32: "
+            f"{_num(figures.get('max_abs_probability_diff'))}.",
+        ]
+    )
 
 
 def _explanations(card: Mapping[str, Any]) -> str:
