@@ -81,8 +81,11 @@ typecheck: $(STAMP) ## mypy only
 train: $(STAMP) ## Train the reference CNN on synthetic scans into $(WORK)/model (reused when nothing changed)
 	$(BIN)/medserve train --synthetic --output $(WORK)/model
 
-export: $(STAMP) ## Export $(WORK)/model/model.keras into $(REPO) as the next version, then verify
-	$(BIN)/medserve export $(WORK)/model/model.keras --repo $(REPO) --name $(MODEL)
+# --int8 also writes model_int8.onnx (and the local-int8/onnx-cpu-int8 configs) when
+# it passes its gate on the validation split; EXPORT_ARGS= exports FP32 alone.
+EXPORT_ARGS ?= --int8
+export: $(STAMP) ## Export $(WORK)/model/model.keras into $(REPO) as the next version (+ INT8), then verify
+	$(BIN)/medserve export $(WORK)/model/model.keras --repo $(REPO) --name $(MODEL) $(EXPORT_ARGS)
 
 verify: $(STAMP) ## Verify the newest version of $(MODEL) in $(REPO) (configs, checksums, both loaders)
 	$(BIN)/medserve verify $(REPO) --name $(MODEL)
@@ -119,7 +122,8 @@ BENCH_ARGS ?=
 
 define loadtest_model
 	@test -d $(REPO)/$(MODEL) || { $(BIN)/medserve train --synthetic --output $(WORK)/model && \
-		$(BIN)/medserve export $(WORK)/model/model.keras --repo $(REPO) --name $(MODEL); }
+		$(BIN)/medserve export $(WORK)/model/model.keras --repo $(REPO) --name $(MODEL) \
+		$(EXPORT_ARGS); }
 endef
 
 loadtest: $(STAMP) ## Headless locust on $(REPO) (or HOST=grpc://...): summary.json in loadtest/results/
