@@ -12,7 +12,8 @@ Usage::
 Each subcommand lives in its own module with ``add_parser(subparsers)`` and
 ``run(args) -> int``; heavy imports (TensorFlow) happen inside ``run`` so that
 ``medserve --help`` is instant. A :class:`~medserve.errors.MedServeError` is
-printed as one line and turned into its exit status, never a traceback.
+printed as one line and turned into its exit status, never a traceback
+(``medserve_client.contract.run_command``: the table every medserve command shares).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sys
 from collections.abc import Sequence
 
 from medserve.errors import MedServeError
+from medserve_client.contract import run_command
 
 # Subcommand modules, in the order `medserve --help` lists them.
 SUBCOMMANDS = ("train", "export", "verify", "evaluate", "card", "serve")
@@ -60,14 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    try:
-        return int(modules[args.command].run(args))  # type: ignore[attr-defined]
-    except MedServeError as exc:
-        print(f"medserve {args.command}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"medserve {args.command}: interrupted", file=sys.stderr)
-        return 130
+    module = modules[args.command]
+    # The exit-status rule every medserve command shares (2: your input, 3: no server...).
+    return run_command(
+        lambda: int(module.run(args)),  # type: ignore[attr-defined]
+        prog=f"medserve {args.command}",
+        errors=(MedServeError,),
+    )
 
 
 if __name__ == "__main__":
