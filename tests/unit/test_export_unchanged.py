@@ -80,10 +80,10 @@ def test_another_option_label_or_model_file_does_not_match_the_exported_version(
         build_tiny_model(seed=7).save(model_path)
         change = ()
     argv = _export_argv(exported_repo, exported_repo.repo)
-    argv[1] = str(model_path)
     labels = ("normal", "nodule", "effusion")
     same = _export_inputs(build_parser()[0].parse_args(argv), labels)
     assert unchanged_version(exported_repo.repo / "medcnn", same) == 1
+    argv[1] = str(model_path)
     args = build_parser()[0].parse_args([*argv, *change])
     changed_labels = tuple(args.labels.split(",")) if args.labels else labels
     other = _export_inputs(args, changed_labels)
