@@ -17,10 +17,12 @@ round so slow drift does not favour one variant:
    onnxruntime; the limit in the ratio is the best of them;
 2. medserve through ``medserve_client`` at each ``--concurrency`` (batching on);
 3. batching off at ``--compare-at``, and the classifier under the other local
-   runtime (the one ``configs/local.pbtxt`` does not name) at ``--compare-at``;
+   runtime (the one the served config does not name) at ``--compare-at``;
 4. the naive peer at each ``--concurrency``;
 5. payloads at ``--compare-at``: uint8, float32 and encoded JPEG tensors.
 
+Triton serves the config ``tuned`` when ``medserve tune`` wrote one
+(``configs/tuned.pbtxt``), else ``local``; ``--config-name`` chooses.
 Every cell is a closed loop (:mod:`medserve_bench.driver`) whose answers are validated;
 Triton's statistics are diffed over each cell. Writes ``bench.json``,
 ``bench.md`` and ``bench.png`` under ``--out``; exits 1 if any request failed
@@ -91,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--peer-workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--pool-size", type=int, default=32)
+    p.add_argument(
+        "--config-name",
+        default=None,
+        help="config Triton serves (default: tuned when `medserve tune` wrote one, else local)",
+    )
     return p
 
 
@@ -105,7 +112,14 @@ def apply_presets(args: argparse.Namespace) -> argparse.Namespace:
             setattr(args, key, value)
     if args.out is None:
         args.out = ROOT / "loadtest" / "results" / ("bench-quick" if args.quick else "bench")
+    if args.config_name is None:
+        args.config_name = served_config_name(args.repo, args.model)
     return args
+
+
+def served_config_name(repo_dir: Path, model: str) -> str:
+    """``tuned`` when ``medserve tune`` wrote ``configs/tuned.pbtxt``, else ``local``."""
+    return "tuned" if (repo_dir / model / "configs" / "tuned.pbtxt").is_file() else "local"
 
 
 def cells_for(concurrency: list[int], compare_at: int, payloads: list[str]) -> list[Cell]:
@@ -268,6 +282,7 @@ def run(args: argparse.Namespace) -> int:
         args.work / "repo",
         model=args.model,
         keras_model=args.keras_model if "float32" in payloads else None,
+        config_name=args.config_name,
     )
     if models.encoded is None and "encoded" in payloads:
         payloads.remove("encoded")  # A repository exported without the ensemble.
@@ -286,7 +301,11 @@ def run(args: argparse.Namespace) -> int:
         stack.callback(peer.stop)
         peer.launch()  # Loads its model while Triton starts.
         server = stack.enter_context(
-            LocalTriton(args.work / "repo", log_path=args.out / "tritonserver.log")
+            LocalTriton(
+                args.work / "repo",
+                log_path=args.out / "tritonserver.log",
+                config_name=args.config_name,
+            )
         )
         try:
             peer.wait_ready()
@@ -333,6 +352,7 @@ def run(args: argparse.Namespace) -> int:
         "host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
         "rounds": args.rounds, "cell_duration_s": args.duration_s, "warmup_s": args.warmup_s,
         "model": args.model, "image_size": list(image_size), "peer_workers": args.peer_workers,
+        "config_name": args.config_name,
         "note": "client, Triton and the naive peer share this machine's CPUs",
     }  # fmt: skip
     paths = write_outputs(args.out, cells=cell_rows, ratios=ratios, limit=limit, meta=meta)

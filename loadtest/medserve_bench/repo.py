@@ -67,7 +67,8 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def _copy_tree(src: Path, dst: Path) -> None:
+def copy_tree(src: Path, dst: Path) -> None:
+    """Copy ``src`` to the new directory ``dst``, hard-linking files where possible."""
     shutil.copytree(src, dst, copy_function=_link_or_copy, dirs_exist_ok=False)
 
 
@@ -135,10 +136,10 @@ def with_runtime(name: str, runtime: str) -> Callable[[model_config_pb2.ModelCon
     return edit
 
 
-def _other_runtime(model_dir: Path) -> str | None:
-    """The local runtime the export does not use, if its newest version has ``model.onnx``."""
+def _other_runtime(model_dir: Path, config_name: str = "local") -> str | None:
+    """The local runtime ``config_name`` does not use, if the newest version has ``model.onnx``."""
     versions = sorted(_version_dirs(model_dir), key=lambda p: int(p.name))
-    local = model_dir / "configs" / "local.pbtxt"
+    local = model_dir / "configs" / f"{config_name}.pbtxt"
     if not versions or not (versions[-1] / "model.onnx").is_file() or not local.is_file():
         return None
     config = model_config_pb2.ModelConfig()
@@ -185,7 +186,12 @@ def _io_names(model_dir: Path) -> tuple[str, str]:
 
 
 def write_bench_repo(
-    source: Path, dest: Path, *, model: str = "medcnn", keras_model: Path | None = None
+    source: Path,
+    dest: Path,
+    *,
+    model: str = "medcnn",
+    keras_model: Path | None = None,
+    config_name: str = "local",
 ) -> BenchModels:
     """Write the bench repository ``dest`` from the exported repository ``source``.
 
@@ -195,6 +201,9 @@ def write_bench_repo(
         model: The classifier's model name in ``source``.
         keras_model: The Keras model the classifier was exported from; without
             it the float32 variant is left out.
+        config_name: The config the bench server serves (``local``, or
+            ``tuned`` after ``medserve tune``): the other runtime is the one
+            it does not name.
 
     Raises:
         FileNotFoundError: ``source`` has no model ``model``.
@@ -206,17 +215,17 @@ def write_bench_repo(
     dest.mkdir(parents=True)
     for entry in sorted(source.iterdir()):
         if entry.is_dir() and _config_files(entry):
-            _copy_tree(entry, dest / entry.name)
+            copy_tree(entry, dest / entry.name)
             edit_configs(dest / entry.name, _renamed(entry.name))  # Unlinks: never edits source.
 
     no_batching = model + NOBATCH_SUFFIX
-    _copy_tree(dest / model, dest / no_batching)
+    copy_tree(dest / model, dest / no_batching)
     edit_configs(dest / no_batching, without_batching(no_batching))
 
     float32 = None
     if keras_model is not None:
         float32 = model + FP32_SUFFIX
-        _copy_tree(dest / model, dest / float32)
+        copy_tree(dest / model, dest / float32)
         input_name, output_name = _io_names(dest / float32)
         edit_configs(dest / float32, as_float32(float32))
         for version in _version_dirs(dest / float32):
@@ -225,10 +234,10 @@ def write_bench_repo(
                 keras_model, version / SAVEDMODEL_DIRNAME, input_name, output_name
             )
     other_runtime = None
-    runtime = _other_runtime(dest / model)
+    runtime = _other_runtime(dest / model, config_name)
     if runtime is not None:
         other_runtime = f"{model}_{runtime}"
-        _copy_tree(dest / model, dest / other_runtime)
+        copy_tree(dest / model, dest / other_runtime)
         edit_configs(dest / other_runtime, with_runtime(other_runtime, runtime))
     encoded = contract.encoded_model(model)
     log.info("bench repository %s: %s", dest, sorted(p.name for p in dest.iterdir()))
