@@ -80,6 +80,7 @@ def test_every_client_command_exits_2_on_a_bad_url_or_flag(
         ["evaluate", "{missing}/model.keras"],
         ["card", "{missing}"],
         ["serve", "{missing}"],
+        ["tune", "{missing}", "--out", "{tmp}/tune"],
     ],
     ids=lambda argv: argv[0],
 )
@@ -111,6 +112,18 @@ def test_loadtest_run_exits_3_before_locust_when_no_server_answers(
     assert done.returncode == ExitStatus.UNAVAILABLE, done.stderr[-2000:]
     assert done.stderr.splitlines()[-1].startswith("loadtest/run: error: no Triton answers at")
     assert not (tmp_path / "summary.json").exists(), "locust must not have run"
+
+
+def test_the_user_error_cases_cover_every_medserve_subcommand() -> None:
+    import argparse
+
+    from medserve.cli import build_parser
+
+    parser, _ = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    marks = test_every_medserve_subcommand_exits_2_on_input_that_does_not_exist.pytestmark  # type: ignore[attr-defined]
+    covered = {argv[0] for mark in marks if mark.name == "parametrize" for argv in mark.args[1]}
+    assert covered == set(commands.choices)
 
 
 def test_both_error_trees_take_their_statuses_from_the_one_table() -> None:
