@@ -395,4 +395,5 @@ def _options_summary(options: ServingOptions) -> dict[str, Any]:
 
     summary = asdict(options)
     summary["preferred_batch_sizes"] = list(options.preferred_batch_sizes)
+    summary["local_preferred_batch_sizes"] = list(options.local_preferred_batch_sizes)
     return summary
