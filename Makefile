@@ -42,10 +42,22 @@ $(CHECKOV_STAMP): k8s/requirements-checkov.txt
 		--python $(CHECKOV_VENV)/bin/python -r k8s/requirements-checkov.txt
 	touch $(CHECKOV_STAMP)
 
-k8s-check: $(STAMP) $(CHECKOV_STAMP) ## Render every k8s overlay/component combination; schema, checkov and policy checks
+# Debian's Prometheus server and promtool (package `prometheus`, pinned and
+# checksummed), unpacked into .tools/: no root, no service. The alert-rule and
+# autoscaling-signal tests run them.
+PROMETHEUS_DIR := .tools/prometheus
+PROMETHEUS_STAMP := $(PROMETHEUS_DIR)/.installed
+
+$(PROMETHEUS_STAMP): tools/install-prometheus.sh
+	tools/install-prometheus.sh $(PROMETHEUS_DIR)
+
+.PHONY: prometheus
+prometheus: $(PROMETHEUS_STAMP) ## Install Debian's prometheus and promtool into .tools/prometheus (no root)
+
+k8s-check: $(STAMP) $(CHECKOV_STAMP) $(PROMETHEUS_STAMP) ## Render every k8s overlay/component combination; schema, checkov and policy checks
 	$(BIN)/pytest -m k8s tests/k8s
 
-test: $(STAMP) $(CHECKOV_STAMP) ## Run the whole test suite: lint, format, mypy, unit, integration (real Triton), k8s checks
+test: $(STAMP) $(CHECKOV_STAMP) $(PROMETHEUS_STAMP) ## Run the whole test suite: lint, format, mypy, unit, integration (real Triton), k8s checks
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -54,7 +66,7 @@ test: $(STAMP) $(CHECKOV_STAMP) ## Run the whole test suite: lint, format, mypy,
 test-unit: $(STAMP) ## Run the unit tests only (no server)
 	$(BIN)/pytest tests/unit
 
-test-integration: $(STAMP) ## Run the integration tests against a real local tritonserver
+test-integration: $(STAMP) $(PROMETHEUS_STAMP) ## Run the integration tests against a real local tritonserver
 	$(BIN)/pytest tests/integration
 
 lint: $(STAMP) ## ruff and mypy

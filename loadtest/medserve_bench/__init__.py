@@ -11,6 +11,7 @@ Layout::
     naive_peer.py  the naive peer: Flask and ``model.predict`` per request
     report.py      table, JSON and plot
     latency.py     percentiles and throughput from raw samples
+    sdk_speed.py   the SDK's classify_many against plain tritonclient loops
 
 Needs ``medserve`` (to start the local Triton and export bench variants) and
 everything ``medserve_locust`` needs.
