@@ -42,7 +42,6 @@ from typing import Any
 import numpy as np
 
 from medserve.errors import MedServeError, VerificationError
-from medserve_client import MedServeError as ClientError
 from medserve_client import contract
 
 log = logging.getLogger(__name__)
@@ -262,25 +261,47 @@ def run(args: argparse.Namespace) -> int:
                 burst(client, stats_client, duration_s=args.burst_s, concurrency=args.concurrency)
             finally:
                 stats_client.close()
-    print("\nserver stopped. Serve it yourself: medserve serve model_repository")
+    print(f"\nserver stopped. Serve it yourself: {serve_command(args.repo)}")
+    print(f"  then, in another shell: {_bin_dir()}/medserve-client health")
     return 0
+
+
+# Triton's standard HTTP and metrics ports, beside the client's default gRPC URL.
+_HTTP_PORT = 8000
+_METRICS_PORT = 8002
+
+
+def serve_command(repo: Path) -> str:
+    """The ``medserve serve`` command that serves ``repo`` where the client's defaults call.
+
+    ``medserve serve`` alone picks free ports; ``medserve-client`` and
+    ``Client`` without a URL call ``medserve_client.cli.DEFAULT_URL``.
+    """
+    from medserve_client.cli import DEFAULT_URL
+
+    host, _, grpc_port = DEFAULT_URL.rpartition(":")
+    return (
+        f"{_bin_dir()}/medserve serve {repo} --host {host} --grpc-port {grpc_port} "
+        f"--http-port {_HTTP_PORT} --metrics-port {_METRICS_PORT}"
+    )
+
+
+def _bin_dir() -> str:
+    """Where this Python's commands are, relative to the working directory when inside it."""
+    scripts = Path(sys.executable).parent
+    try:
+        return str(scripts.relative_to(Path.cwd()))
+    except ValueError:
+        return str(scripts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m medserve.demo``."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return run(args)
-    except MedServeError as exc:
-        print(f"demo: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except ClientError as exc:
-        print(f"demo: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("demo: interrupted", file=sys.stderr)
-        return 130
+    # The exit-status rule of every medserve command: a client error keeps its
+    # own status (3: the server went away), a bad flag or file exits 2.
+    return contract.run_command(lambda: run(args), prog="demo", errors=(MedServeError,))
 
 
 if __name__ == "__main__":
