@@ -293,9 +293,9 @@ def test_python_backend_runs_the_onnx_file_its_config_names(
         np.testing.assert_allclose(tensor.as_numpy(), expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("onnx_file", ["../model.onnx", "/etc/model.onnx", "model.savedmodel"])
+@pytest.mark.parametrize("onnx_file", ["../model.onnx", "/etc/model.onnx", ".."])
 def test_python_backend_refuses_an_onnx_file_outside_the_version_directory(
     int8_export: Int8Export, monkeypatch: pytest.MonkeyPatch, onnx_file: str
 ) -> None:
-    with pytest.raises(ValueError, match=r"must be the name of an \.onnx file"):
+    with pytest.raises(ValueError, match="must name a file in the version directory"):
         _python_backend_model(int8_export, monkeypatch, onnx_file=onnx_file)

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from medserve.errors import MedServeError, UsageError
 from medserve.explain.artifact import write_explain_version
+from medserve.export_inputs import CARD_KEY as EXPORT_INPUTS_KEY
 from medserve.int8 import Int8Data, write_int8_onnx
 from medserve.model import check_classifier, model_image_size
 from medserve.model_card import build_model_card, write_model_card
@@ -144,6 +145,7 @@ def export_model(
     formats: tuple[str, ...] = FORMATS,
     explanation: dict[str, Any] | None = None,
     int8: Int8Data | None = None,
+    export_inputs: dict[str, Any] | None = None,
 ) -> ExportResult:
     """Export ``model`` into the Triton repository ``repo`` and verify it.
 
@@ -162,6 +164,9 @@ def export_model(
             the card; without them the card says "not measured".
         int8: Calibration and validation images: also write ``model_int8.onnx``
             if it passes the gate of :mod:`medserve.int8`.
+        export_inputs: What the export was made from
+            (:func:`medserve.export_inputs.export_inputs`), recorded in the
+            card so that the same export again can be recognised and skipped.
 
     Raises:
         UsageError: The model does not fit ``spec``, cannot be converted to
@@ -207,6 +212,8 @@ def export_model(
             "expected_io": EXPECTED_IO_FILENAME,
             "formats": [name for name in FORMATS if name in formats],
         }
+        if export_inputs is not None:
+            extra[EXPORT_INPUTS_KEY] = export_inputs
         if with_onnx:
             extra["onnx"] = write_classifier_onnx(model, cls_tmp / ONNX_FILENAME, spec)
         (cls_tmp / TEMPLATE_FILENAME).write_bytes(template)
@@ -407,4 +414,5 @@ def _options_summary(options: ServingOptions) -> dict[str, Any]:
 
     summary = asdict(options)
     summary["preferred_batch_sizes"] = list(options.preferred_batch_sizes)
+    summary["local_preferred_batch_sizes"] = list(options.local_preferred_batch_sizes)
     return summary
