@@ -20,7 +20,12 @@ from tritonclient.grpc import model_config_pb2 as mc
 from medserve.cli import main
 from medserve.errors import Int8RefusedError, VerificationError
 from medserve.int8 import MAX_AUC_DROP, MIN_TOP1_AGREEMENT, Int8Data, check_gate
-from medserve.model_config import INT8_KINDS, config_path, parse_config
+from medserve.model_config import (
+    INT8_KINDS,
+    LOCAL_PREFERRED_BATCH_SIZES,
+    config_path,
+    parse_config,
+)
 from medserve.onnx_loaders import read_onnx_signature, run_onnx_batched
 from medserve.repository import sha256_file
 from medserve.spec import INT8_FILENAME, ONNX_FILENAME
@@ -120,7 +125,11 @@ def test_int8_configs_parse_as_model_configs_and_serve_model_int8_onnx(
     onnx_cpu = parse_config(config_path(repo / spec.name, "onnx-cpu-int8"))
     assert (onnx_cpu.backend, onnx_cpu.default_model_filename) == ("onnxruntime", INT8_FILENAME)
     assert [g.kind for g in onnx_cpu.instance_group] == [mc.ModelInstanceGroup.KIND_CPU]
-    assert onnx_cpu.dynamic_batching == local.dynamic_batching
+    queue = onnx_cpu.dynamic_batching.default_queue_policy
+    assert local.dynamic_batching.default_queue_policy == queue
+    # local-int8 batches like onnxruntime under local, whatever runtime local runs.
+    best = [min(size, 8) for size in LOCAL_PREFERRED_BATCH_SIZES["onnxruntime"]]
+    assert list(local.dynamic_batching.preferred_batch_size) == best
     # --model-config-name applies to every model: the decoder has both names too...
     prep = repo / f"{spec.name}_preprocess"
     assert parse_config(config_path(prep, "local-int8")) == parse_config(config_path(prep, "local"))

@@ -270,8 +270,11 @@ def classifier_config(
         label_filename=LABELS_FILENAME,
     )
     batching = config.dynamic_batching
-    if kind == "local":
-        preferred, delay_us = options.local_batching(spec.max_batch_size)
+    if kind in LOCAL_KINDS:
+        # local-int8 runs onnxruntime whatever local runs: batch as onnxruntime does.
+        runtime = "onnxruntime" if kind == "local-int8" else options.local_runtime
+        local = replace(options, local_runtime=runtime)
+        preferred, delay_us = local.local_batching(spec.max_batch_size)
     else:
         preferred = options.batch_sizes_for(spec.max_batch_size)
         delay_us = options.max_queue_delay_us
