@@ -28,9 +28,10 @@ Only :data:`QUANTIZED_OPS` are quantized: the convolutions with their ReLUs
 and max-pools, where the compute is. The uint8 input's Cast and the scaling
 stay float (the first QuantizeLinear sits after them, on [0, 1]), and so do
 the dense layers and the tail (softmax and the temperature's log, scale and
-softmax). Measured 2026-11-29 with onnxruntime 1.28 (speed as images per
-CPU-second on one thread, so the shared machine's load does not enter; the
-agreement on the model `make train` makes, 480 validation images):
+softmax). Measured 2026-11-29 with onnxruntime 1.28 in one-off probes during
+development (not a make target; speed as images per CPU-second on one thread,
+so the shared machine's load does not enter; the agreement on the model
+`make train` makes, 480 validation images):
 
 - 224x224 reference CNN: FP32 98-100 images per CPU-second; Conv+MatMul
   alone 160-165 (every ReLU and max-pool then runs in float between a
