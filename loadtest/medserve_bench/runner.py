@@ -34,6 +34,8 @@ from typing import Any
 import medserve_locust
 from medserve_bench.latency import latency_summary, throughput
 from medserve_client import contract
+from medserve_client.exceptions import InvalidInputError
+from medserve_client.transport import grpc_client_kwargs
 from medserve_locust import options
 from medserve_locust.samples import read_samples
 
@@ -95,13 +97,20 @@ def local_labels(repo: Path, model: str) -> str:
     return ",".join(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line)
 
 
-def stats_client(protocol: str, host: str) -> Any:
-    """A tritonclient for the statistics API of ``host`` (scheme stripped)."""
-    address = host.split("://", 1)[-1].rstrip("/")
+def stats_client(protocol: str, host: str) -> Any | None:
+    """A tritonclient for the statistics API of ``host``.
+
+    None for a gRPC target the SDK balances (``dns:///``, ``ipv4:`` lists):
+    one channel would read whichever server it reached, not the whole load.
+    """
     if protocol == "grpc":
         import tritonclient.grpc as grpcclient
 
-        return grpcclient.InferenceServerClient(url=address)
+        settings = grpc_client_kwargs(host)
+        if any(key == "grpc.service_config" for key, _ in settings["channel_args"]):
+            return None
+        return grpcclient.InferenceServerClient(**settings)
+    address = host.split("://", 1)[-1].rstrip("/")
     import tritonclient.http as httpclient
 
     return httpclient.InferenceServerClient(url=address, ssl=host.startswith("https://"))
@@ -132,6 +141,9 @@ def locust_command(args: argparse.Namespace, host: str, out: Path, labels: str) 
 
 
 def _snapshot(client: Any, *, settled: bool = False) -> dict[str, contract.ModelCounters] | str:
+    if client is None:
+        # Which server a statistics call reaches is the balancer's choice.
+        return "statistics unavailable: the host names several servers; read each one's"
     try:
         return contract.settled_snapshot(client) if settled else contract.snapshot(client)
     except Exception as exc:  # A restricted statistics API must not fail the load test.
@@ -198,7 +210,8 @@ def run(args: argparse.Namespace) -> int:
         if args.protocol == "http" and "://" not in host:
             host = "http://" + host
         client = stats_client(args.protocol, host)
-        stack.callback(client.close)
+        if client is not None:
+            stack.callback(client.close)
         before = _snapshot(client)
         command = locust_command(args, host, out, labels)
         log.info("running: %s", " ".join(command))
@@ -230,7 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so the servers this
     # process started are stopped by their context managers, not orphaned.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    return run(build_parser().parse_args(argv))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except InvalidInputError as exc:  # A --host the SDK's rules refuse.
+        parser.exit(2, f"loadtest/run: error: {exc}\n")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from typing import Any
@@ -18,6 +19,8 @@ from k8s_render import (
     pod_labels,
     pod_spec,
 )
+
+from medserve_client.transport import grpc_client_kwargs
 
 pytestmark = pytest.mark.k8s
 
@@ -249,4 +252,10 @@ def test_loadtest_component_runs_scenarios_the_client_image_installs(
     master_args = containers(render.one("Deployment", "locust-master"))[0]["args"]
     host = next(a for a in master_args if a.startswith("--host="))
     grpc = render.one("Service", "triton-grpc")
-    assert host == f"--host=grpc://{grpc['metadata']['name']}:{grpc['spec']['ports'][0]['port']}"
+    # gRPC's dns: resolver over the headless Service: every pod, round-robin per request.
+    assert grpc["spec"]["clusterIP"] == "None"
+    fqdn = f"{grpc['metadata']['name']}.{grpc['metadata']['namespace']}.svc.cluster.local"
+    assert host == f"--host=dns:///{fqdn}:{grpc['spec']['ports'][0]['port']}"
+    settings = grpc_client_kwargs(host.split("=", 1)[1])  # What the scenario dials.
+    service_config = json.loads(dict(settings["channel_args"])["grpc.service_config"])
+    assert service_config == {"loadBalancingConfig": [{"round_robin": {}}]}
