@@ -235,3 +235,17 @@ def test_runner_forwards_every_declared_option_to_locust_once(tmp_path: Path) ->
     files = command[command.index("-f") + 1].split(",")
     assert [Path(f).name for f in files] == ["classify_http.py", "step_ramp.py"]
     assert all(Path(f).is_file() for f in files)
+
+
+def test_runner_refuses_a_host_the_sdk_refuses_with_exit_2_and_no_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medserve_bench import runner
+
+    # main() installs a SIGTERM handler; not in pytest's own process.
+    monkeypatch.setattr(runner.signal, "signal", lambda *_: None)
+    with pytest.raises(SystemExit) as stopped:
+        runner.main(["--host", "dns:///a:1,b:1", "--out", str(tmp_path)])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "list addresses with ipv4:" in err and "Traceback" not in err
