@@ -15,7 +15,9 @@ report, every request's latency (``samples.csv``) and ``summary.json`` with
 throughput in inferences/s (batch size counted), exact p50/p90/p95/p99,
 failures, and the server-side window diffed from Triton's statistics API
 (inferences per execution, mean queue and compute time). The exit status is
-locust's: 1 when a threshold (``--max-failure-ratio``, ``--max-p95-ms``) was crossed.
+locust's: 1 when a threshold (``--max-failure-ratio``, ``--max-p95-ms``) was
+crossed; before locust starts, 3 when no server answers at ``--host`` and 4
+when the model is not ready there (the table every medserve command shares).
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from typing import Any
 import medserve_locust
 from medserve_bench.latency import latency_summary, throughput
 from medserve_client import contract
-from medserve_client.exceptions import InvalidInputError
 from medserve_client.transport import grpc_client_kwargs
 from medserve_locust import options
 from medserve_locust.samples import read_samples
@@ -46,6 +47,7 @@ LOCUST_DIR = Path(medserve_locust.__file__).resolve().parent
 SCENARIOS_DIR = LOCUST_DIR / "scenarios"
 SHAPES_DIR = LOCUST_DIR / "shapes"
 PROTOCOLS = ("grpc", "http")
+MANY_SERVERS = "statistics unavailable: the host names several servers; read each one's"
 
 
 def _names(folder: Path) -> list[str]:
@@ -97,23 +99,57 @@ def local_labels(repo: Path, model: str) -> str:
     return ",".join(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line)
 
 
-def stats_client(protocol: str, host: str) -> Any | None:
-    """A tritonclient for the statistics API of ``host``.
+def stats_client(protocol: str, host: str) -> Any:
+    """A tritonclient for the health and statistics APIs of ``host``.
 
-    None for a gRPC target the SDK balances (``dns:///``, ``ipv4:`` lists):
-    one channel would read whichever server it reached, not the whole load.
+    gRPC hosts are dialled as the scenario and the SDK dial them
+    (``grpc_client_kwargs``): a ``dns:///`` or ``ipv4:`` target is balanced.
     """
     if protocol == "grpc":
         import tritonclient.grpc as grpcclient
 
-        settings = grpc_client_kwargs(host)
-        if any(key == "grpc.service_config" for key, _ in settings["channel_args"]):
-            return None
-        return grpcclient.InferenceServerClient(**settings)
+        return grpcclient.InferenceServerClient(**grpc_client_kwargs(host))
     address = host.split("://", 1)[-1].rstrip("/")
     import tritonclient.http as httpclient
 
     return httpclient.InferenceServerClient(url=address, ssl=host.startswith("https://"))
+
+
+def names_many_servers(protocol: str, host: str) -> bool:
+    """Whether ``host`` is a gRPC target the SDK balances (``dns:///``, ``ipv4:`` lists).
+
+    Then one statistics client reads whichever server each call reaches, not
+    the whole load: the summary says so instead of reporting one server's share.
+    """
+    if protocol != "grpc":
+        return False
+    return "grpc.service_config" in dict(grpc_client_kwargs(host)["channel_args"])
+
+
+def check_serving(client: Any, host: str, model: str) -> None:
+    """Fail before locust starts when nothing serves ``model`` at ``host``.
+
+    Without it, locust would run its whole duration against nothing and exit
+    1 (every request failed), like a real failure of the server under load.
+
+    Raises:
+        ServerUnavailableError: No server answers at ``host`` (exit status 3).
+        ModelNotReadyError: The server answers but ``model`` is not ready (4).
+    """
+    from medserve_client.exceptions import ModelNotReadyError, ServerUnavailableError
+
+    try:
+        live = bool(client.is_server_live())
+        ready = live and bool(client.is_model_ready(model))
+    except Exception as exc:  # tritonclient's and the socket layer's errors, both protocols
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise ServerUnavailableError(
+            f"no Triton answers at {host} ({reason}); is it running and reachable?"
+        ) from exc
+    if not live:
+        raise ServerUnavailableError(f"the Triton at {host} is not live")
+    if not ready:
+        raise ModelNotReadyError(f"model {model!r} is not ready at {host} (--model?)")
 
 
 def locust_command(args: argparse.Namespace, host: str, out: Path, labels: str) -> list[str]:
@@ -141,9 +177,6 @@ def locust_command(args: argparse.Namespace, host: str, out: Path, labels: str) 
 
 
 def _snapshot(client: Any, *, settled: bool = False) -> dict[str, contract.ModelCounters] | str:
-    if client is None:
-        # Which server a statistics call reaches is the balancer's choice.
-        return "statistics unavailable: the host names several servers; read each one's"
     try:
         return contract.settled_snapshot(client) if settled else contract.snapshot(client)
     except Exception as exc:  # A restricted statistics API must not fail the load test.
@@ -210,14 +243,16 @@ def run(args: argparse.Namespace) -> int:
         if args.protocol == "http" and "://" not in host:
             host = "http://" + host
         client = stats_client(args.protocol, host)
-        if client is not None:
-            stack.callback(client.close)
-        before = _snapshot(client)
+        stack.callback(client.close)
+        if args.host:
+            check_serving(client, host, args.model)
+        spread = names_many_servers(args.protocol, host)
+        before = MANY_SERVERS if spread else _snapshot(client)
         command = locust_command(args, host, out, labels)
         log.info("running: %s", " ".join(command))
         exit_code = subprocess.run(command, cwd=SCENARIOS_DIR, check=False).returncode
         # Triton counts the last requests after answering them: wait until it has.
-        after = _snapshot(client, settled=True)
+        after = MANY_SERVERS if spread else _snapshot(client, settled=True)
     if isinstance(before, str) or isinstance(after, str):
         server: dict[str, Any] | str = before if isinstance(before, str) else str(after)
     else:
@@ -243,12 +278,12 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so the servers this
     # process started are stopped by their context managers, not orphaned.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except InvalidInputError as exc:  # A --host the SDK's rules refuse.
-        parser.exit(2, f"loadtest/run: error: {exc}\n")
+    args = build_parser().parse_args(argv)
+    from medserve.errors import MedServeError  # The local server's (the [bench] extra).
+
+    # The exit-status table of every medserve command: 3 when no server
+    # answers, 2 for bad input; otherwise locust's own status.
+    return contract.run_command(lambda: run(args), prog="loadtest/run", errors=(MedServeError,))
 
 
 if __name__ == "__main__":
