@@ -22,7 +22,10 @@ One server serves them all, so every variant is measured in the same run:
 - ``<model>_<runtime>``: the export under the local runtime its
   ``configs/local.pbtxt`` does not name (``tensorflow`` or ``onnxruntime``,
   the config parameter ``runtime``), when the export has ``model.onnx``, so
-  both runtimes are served in the same run.
+  both runtimes are served in the same run;
+- ``<model>_int8``: the export served through its ``configs/local-int8.pbtxt``
+  (onnxruntime on ``model_int8.onnx``, written by ``medserve export --int8``),
+  when the export has both, so INT8 and FP32 are served in the same run.
 
 Files are hard-linked where the file system allows (the SavedModels are tens of
 megabytes); the source repository is never modified.
@@ -47,6 +50,10 @@ log = logging.getLogger(__name__)
 SAVEDMODEL_DIRNAME = "model.savedmodel"
 NOBATCH_SUFFIX = "_nobatch"
 FP32_SUFFIX = "_fp32"
+INT8_SUFFIX = "_int8"
+LOCAL_CONFIG = "local"
+INT8_CONFIG = "local-int8"  # Shared name: the INT8 variant of the local config.
+INT8_ONNX_FILENAME = "model_int8.onnx"
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,7 @@ class BenchModels:
     float32: str | None
     encoded: str | None
     other_runtime: str | None = None
+    int8: str | None = None
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -147,6 +155,35 @@ def _other_runtime(model_dir: Path) -> str | None:
     return "tensorflow" if used == "onnxruntime" else "onnxruntime"
 
 
+def use_config_as_local(model_dir: Path, config_name: str) -> None:
+    """Make ``configs/<config_name>.pbtxt`` the one the local server reads (``local.pbtxt``).
+
+    The local server starts every model with ``--model-config-name=local``;
+    serving another config of the same model in the same server means a copy
+    of the model whose ``local.pbtxt`` is that config. The copy's other
+    configs are left as they are (rename them with :func:`edit_configs`).
+
+    Raises:
+        FileNotFoundError: The model has no such config.
+    """
+    chosen = model_dir / "configs" / f"{config_name}.pbtxt"
+    if not chosen.is_file():
+        raise FileNotFoundError(f"{model_dir.name} has no configs/{config_name}.pbtxt")
+    local = model_dir / "configs" / f"{LOCAL_CONFIG}.pbtxt"
+    text = chosen.read_text(encoding="utf-8")
+    local.unlink(missing_ok=True)  # It may be a hard link to the source repository's file.
+    local.write_text(text, encoding="utf-8")
+
+
+def _has_int8(model_dir: Path) -> bool:
+    versions = sorted(_version_dirs(model_dir), key=lambda p: int(p.name))
+    return (
+        bool(versions)
+        and (versions[-1] / INT8_ONNX_FILENAME).is_file()
+        and (model_dir / "configs" / f"{INT8_CONFIG}.pbtxt").is_file()
+    )
+
+
 def _version_dirs(model_dir: Path) -> list[Path]:
     return [p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
 
@@ -230,6 +267,12 @@ def write_bench_repo(
         other_runtime = f"{model}_{runtime}"
         _copy_tree(dest / model, dest / other_runtime)
         edit_configs(dest / other_runtime, with_runtime(other_runtime, runtime))
+    int8 = None
+    if _has_int8(dest / model):
+        int8 = model + INT8_SUFFIX
+        _copy_tree(dest / model, dest / int8)
+        use_config_as_local(dest / int8, INT8_CONFIG)
+        edit_configs(dest / int8, _renamed(int8))
     encoded = contract.encoded_model(model)
     log.info("bench repository %s: %s", dest, sorted(p.name for p in dest.iterdir()))
     return BenchModels(
@@ -238,4 +281,5 @@ def write_bench_repo(
         float32=float32,
         encoded=encoded if (dest / encoded).is_dir() else None,
         other_runtime=other_runtime,
+        int8=int8,
     )
