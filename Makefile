@@ -42,10 +42,22 @@ $(CHECKOV_STAMP): k8s/requirements-checkov.txt
 		--python $(CHECKOV_VENV)/bin/python -r k8s/requirements-checkov.txt
 	touch $(CHECKOV_STAMP)
 
-k8s-check: $(STAMP) $(CHECKOV_STAMP) ## Render every k8s overlay/component combination; schema, checkov and policy checks
+# Debian's Prometheus server and promtool (package `prometheus`, pinned and
+# checksummed), unpacked into .tools/: no root, no service. The alert-rule and
+# autoscaling-signal tests run them.
+PROMETHEUS_DIR := .tools/prometheus
+PROMETHEUS_STAMP := $(PROMETHEUS_DIR)/.installed
+
+$(PROMETHEUS_STAMP): tools/install-prometheus.sh
+	tools/install-prometheus.sh $(PROMETHEUS_DIR)
+
+.PHONY: prometheus
+prometheus: $(PROMETHEUS_STAMP) ## Install Debian's prometheus and promtool into .tools/prometheus (no root)
+
+k8s-check: $(STAMP) $(CHECKOV_STAMP) $(PROMETHEUS_STAMP) ## Render every k8s overlay/component combination; schema, checkov and policy checks
 	$(BIN)/pytest -m k8s tests/k8s
 
-test: $(STAMP) $(CHECKOV_STAMP) ## Run the whole test suite: lint, format, mypy, unit, integration (real Triton), k8s checks
+test: $(STAMP) $(CHECKOV_STAMP) $(PROMETHEUS_STAMP) ## Run the whole test suite: lint, format, mypy, unit, integration (real Triton), k8s checks
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -54,7 +66,7 @@ test: $(STAMP) $(CHECKOV_STAMP) ## Run the whole test suite: lint, format, mypy,
 test-unit: $(STAMP) ## Run the unit tests only (no server)
 	$(BIN)/pytest tests/unit
 
-test-integration: $(STAMP) ## Run the integration tests against a real local tritonserver
+test-integration: $(STAMP) $(PROMETHEUS_STAMP) ## Run the integration tests against a real local tritonserver
 	$(BIN)/pytest tests/integration
 
 lint: $(STAMP) ## ruff and mypy
@@ -103,7 +115,7 @@ compat: $(COMPAT_STAMP) ## Load the export under TF 2.17.1 (session loader) and 
 # model first if $(REPO) has none (train and export reuse earlier work).
 LOADTEST_ARGS ?=
 BENCH_ARGS ?=
-.PHONY: loadtest bench bench-quick bench-readme
+.PHONY: loadtest bench bench-quick bench-readme tune
 
 define loadtest_model
 	@test -d $(REPO)/$(MODEL) || { $(BIN)/medserve train --synthetic --output $(WORK)/model && \
@@ -113,6 +125,15 @@ endef
 loadtest: $(STAMP) ## Headless locust on $(REPO) (or HOST=grpc://...): summary.json in loadtest/results/
 	$(loadtest_model)
 	loadtest/run --repo $(REPO) --model $(MODEL) $(if $(HOST),--host $(HOST)) $(LOADTEST_ARGS)
+
+# medserve tune: the local config chosen by measurement on a real local Triton,
+# within --budget-s (450 s by default, the server's start included). Writes
+# configs/tuned.pbtxt for every model of $(REPO) (make bench then serves it)
+# and the report $(WORK)/tune/tune.{json,md,png}. TUNE_ARGS passes options on.
+TUNE_ARGS ?=
+tune: $(STAMP) ## Tune the local config under load (<= 8 min): configs/tuned.pbtxt + $(WORK)/tune/
+	$(loadtest_model)
+	$(BIN)/medserve tune $(REPO) --model $(MODEL) --out $(WORK)/tune $(TUNE_ARGS)
 
 bench: $(STAMP) ## Benchmark (~17 min, quiet machine): limits per runtime, medserve, batching off, INT8, naive and PyTriton peers, payloads
 	$(loadtest_model)

@@ -16,6 +16,7 @@ Layout::
     report.py         limit summary, table, JSON and plot
     readme_table.py   ``make bench-readme``: the tables into the READMEs
     latency.py        percentiles and throughput from raw samples
+    sdk_speed.py      the SDK's classify_many against plain tritonclient loops
 
 Needs ``medserve`` (to start the local Triton and export bench variants) and
 everything ``medserve_locust`` needs.

@@ -25,6 +25,10 @@ favour one variant:
    ``--pytriton-concurrency``;
 6. payloads at ``--compare-at``: uint8, float32 and encoded JPEG tensors.
 
+Triton serves the config ``tuned`` when ``medserve tune`` wrote one
+(``configs/tuned.pbtxt``), else ``local``; ``--config-name`` chooses. The
+PyTriton peer copies the served config.
+
 Every cell is a closed loop (:mod:`medserve_bench.driver`) whose answers are
 validated; Triton's statistics are diffed over each cell, and the CPU time of
 the load generator (this process) and of the server's process tree is read at
@@ -40,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -52,7 +55,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from medserve_bench import repo
+from medserve_bench import repo, sdk_speed
 from medserve_bench.cells import Bench, Cell, Servers, cells_for
 from medserve_bench.naive_peer import PeerServer, free_port
 from medserve_bench.pytriton_peer import (
@@ -112,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--peer-workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--pool-size", type=int, default=32)
+    p.add_argument(
+        "--config-name",
+        default=None,
+        help="config Triton serves (default: tuned when `medserve tune` wrote one, else local)",
+    )
     return p
 
 
@@ -130,7 +138,14 @@ def apply_presets(args: argparse.Namespace) -> argparse.Namespace:
         args.peer_concurrency = ",".join(str(c) for c in sorted({4, args.compare_at}))
     if args.out is None:
         args.out = ROOT / "loadtest" / "results" / ("bench-quick" if args.quick else "bench")
+    if args.config_name is None:
+        args.config_name = served_config_name(args.repo, args.model)
     return args
+
+
+def served_config_name(repo_dir: Path, model: str) -> str:
+    """``tuned`` when ``medserve tune`` wrote ``configs/tuned.pbtxt``, else ``local``."""
+    return "tuned" if (repo_dir / model / "configs" / "tuned.pbtxt").is_file() else "local"
 
 
 def newest_artifacts(model_dir: Path) -> list[Path]:
@@ -195,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
         bench_repo,
         model=args.model,
         keras_model=args.keras_model if "float32" in payloads else None,
+        config_name=args.config_name,
     )
     if models.encoded is None and "encoded" in payloads:
         payloads.remove("encoded")  # A repository exported without the ensemble.
@@ -213,8 +229,8 @@ def run(args: argparse.Namespace) -> int:
         peer.launch()  # Loads its model while Triton starts.
         pytriton, peer_settings = None, None
         if pytriton_at:
-            # The same config medserve serves (the bench repository's local.pbtxt).
-            served = bench_repo / args.model / "configs" / f"{repo.LOCAL_CONFIG}.pbtxt"
+            # The same config medserve serves (local.pbtxt, or tuned.pbtxt after medserve tune).
+            served = bench_repo / args.model / "configs" / f"{args.config_name}.pbtxt"
             version_dir = newest_version(bench_repo / args.model)
             peer_settings = describe(settings_from_config(served, version_dir, available_cpus()))
             pytriton = PyTritonPeer(served, version_dir, name=args.model + PEER_SUFFIX,
@@ -222,7 +238,11 @@ def run(args: argparse.Namespace) -> int:
             stack.callback(pytriton.stop)
             pytriton.launch()
         server = stack.enter_context(
-            LocalTriton(bench_repo, log_path=args.out / "tritonserver.log")
+            LocalTriton(
+                bench_repo,
+                log_path=args.out / "tritonserver.log",
+                config_name=args.config_name,
+            )
         )
         try:
             peer.wait_ready()
@@ -270,7 +290,8 @@ def run(args: argparse.Namespace) -> int:
         "host": platform.node(), "cpus": cpus, "python": platform.python_version(),
         "rounds": args.rounds, "cell_duration_s": args.duration_s, "warmup_s": args.warmup_s,
         "model": args.model, "image_size": list(image_size), "peer_workers": args.peer_workers,
-        "served_config": _served_config(bench_repo / args.model),
+        "config_name": args.config_name,
+        "served_config": _served_config(bench_repo / args.model, args.config_name),
         "pytriton": peer_settings,
         "note": "the load generator, Triton and both peers share this machine's CPUs",
         "sdk_speed": sdk_report,
@@ -297,16 +318,7 @@ def measure_sdk(
             "sdk_blocking_vs_plain": {"note": reason},
             "sdk_async_vs_plain": {"note": reason},
         }, None
-    try:
-        # Imported by name: the SDK speed module is another part of the benchmark
-        # and runs after every cell, once, with its own rounds and rotation.
-        sdk_speed = importlib.import_module("medserve_bench.sdk_speed")
-    except ImportError as exc:
-        reason = f"not measured: medserve_bench.sdk_speed is not available ({exc})"
-        return {
-            "sdk_blocking_vs_plain": {"note": reason},
-            "sdk_async_vs_plain": {"note": reason},
-        }, None
+    # After every cell, once, with its own rounds and rotation (sdk_speed.py).
     report = sdk_speed.measure_sdk_rows(
         url, model, concurrency=args.compare_at, images=args.sdk_images, rounds=args.rounds
     )
@@ -315,21 +327,21 @@ def measure_sdk(
     for name, variant in (("sdk_blocking_vs_plain", sdk_speed.SDK_BLOCKING),
                           ("sdk_async_vs_plain", sdk_speed.SDK_ASYNC)):  # fmt: skip
         row = rows[variant]
-        base = rows[row.baseline]
+        base = rows[sdk_speed.BASELINE[variant]]
         out[name] = {
             "by_round": [a / b for a, b in zip(row.by_round, base.by_round, strict=True) if b],
-            "cause": f"against {row.baseline} at {args.compare_at} in flight: client "
+            "cause": f"against {base.variant} at {args.compare_at} in flight: client "
             f"{row.cpu_ms_per_image:.2f} vs {base.cpu_ms_per_image:.2f} ms CPU/image",
         }
     return out, report.to_dict()
 
 
-def _served_config(model_dir: Path) -> dict[str, Any]:
+def _served_config(model_dir: Path, config_name: str) -> dict[str, Any]:
     """What medserve's own cell serves: runtime, batcher, instances (for the report)."""
     from google.protobuf import json_format, text_format
     from tritonclient.grpc import model_config_pb2
 
-    path = model_dir / "configs" / f"{repo.LOCAL_CONFIG}.pbtxt"
+    path = model_dir / "configs" / f"{config_name}.pbtxt"
     config = text_format.Parse(path.read_text(encoding="utf-8"), model_config_pb2.ModelConfig())
     as_json = json_format.MessageToDict(config, preserving_proto_field_name=True)
     return {key: as_json.get(key) for key in

@@ -24,8 +24,9 @@ One server serves them all, so every variant is measured in the same run:
   the config parameter ``runtime``), when the export has ``model.onnx``, so
   both runtimes are served in the same run;
 - ``<model>_int8``: the export served through its ``configs/local-int8.pbtxt``
-  (onnxruntime on ``model_int8.onnx``, written by ``medserve export --int8``),
-  when the export has both, so INT8 and FP32 are served in the same run.
+  (onnxruntime on ``model_int8.onnx``, written by ``medserve export --int8``)
+  whatever config the server serves the others with, when the export has
+  both, so INT8 and FP32 are served in the same run.
 
 Files are hard-linked where the file system allows (the SavedModels are tens of
 megabytes); the source repository is never modified.
@@ -51,7 +52,6 @@ SAVEDMODEL_DIRNAME = "model.savedmodel"
 NOBATCH_SUFFIX = "_nobatch"
 FP32_SUFFIX = "_fp32"
 INT8_SUFFIX = "_int8"
-LOCAL_CONFIG = "local"
 INT8_CONFIG = "local-int8"  # Shared name: the INT8 variant of the local config.
 INT8_ONNX_FILENAME = "model_int8.onnx"
 
@@ -75,7 +75,8 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def _copy_tree(src: Path, dst: Path) -> None:
+def copy_tree(src: Path, dst: Path) -> None:
+    """Copy ``src`` to the new directory ``dst``, hard-linking files where possible."""
     shutil.copytree(src, dst, copy_function=_link_or_copy, dirs_exist_ok=False)
 
 
@@ -143,10 +144,10 @@ def with_runtime(name: str, runtime: str) -> Callable[[model_config_pb2.ModelCon
     return edit
 
 
-def _other_runtime(model_dir: Path) -> str | None:
-    """The local runtime the export does not use, if its newest version has ``model.onnx``."""
+def _other_runtime(model_dir: Path, config_name: str = "local") -> str | None:
+    """The local runtime ``config_name`` does not use, if the newest version has ``model.onnx``."""
     versions = sorted(_version_dirs(model_dir), key=lambda p: int(p.name))
-    local = model_dir / "configs" / "local.pbtxt"
+    local = model_dir / "configs" / f"{config_name}.pbtxt"
     if not versions or not (versions[-1] / "model.onnx").is_file() or not local.is_file():
         return None
     config = model_config_pb2.ModelConfig()
@@ -155,13 +156,13 @@ def _other_runtime(model_dir: Path) -> str | None:
     return "tensorflow" if used == "onnxruntime" else "onnxruntime"
 
 
-def use_config_as_local(model_dir: Path, config_name: str) -> None:
-    """Make ``configs/<config_name>.pbtxt`` the one the local server reads (``local.pbtxt``).
+def serve_config_as(model_dir: Path, config_name: str, served_name: str) -> None:
+    """Make ``configs/<config_name>.pbtxt`` the one the server reads (``<served_name>.pbtxt``).
 
-    The local server starts every model with ``--model-config-name=local``;
-    serving another config of the same model in the same server means a copy
-    of the model whose ``local.pbtxt`` is that config. The copy's other
-    configs are left as they are (rename them with :func:`edit_configs`).
+    The bench server starts every model with one ``--model-config-name``
+    (``local``, or ``tuned``); serving another config of the same model in the
+    same server means a copy of the model whose served config is that one. The
+    copy's other configs are left as they are (rename them with :func:`edit_configs`).
 
     Raises:
         FileNotFoundError: The model has no such config.
@@ -169,10 +170,10 @@ def use_config_as_local(model_dir: Path, config_name: str) -> None:
     chosen = model_dir / "configs" / f"{config_name}.pbtxt"
     if not chosen.is_file():
         raise FileNotFoundError(f"{model_dir.name} has no configs/{config_name}.pbtxt")
-    local = model_dir / "configs" / f"{LOCAL_CONFIG}.pbtxt"
+    served = model_dir / "configs" / f"{served_name}.pbtxt"
     text = chosen.read_text(encoding="utf-8")
-    local.unlink(missing_ok=True)  # It may be a hard link to the source repository's file.
-    local.write_text(text, encoding="utf-8")
+    served.unlink(missing_ok=True)  # It may be a hard link to the source repository's file.
+    served.write_text(text, encoding="utf-8")
 
 
 def _has_int8(model_dir: Path) -> bool:
@@ -222,7 +223,12 @@ def _io_names(model_dir: Path) -> tuple[str, str]:
 
 
 def write_bench_repo(
-    source: Path, dest: Path, *, model: str = "medcnn", keras_model: Path | None = None
+    source: Path,
+    dest: Path,
+    *,
+    model: str = "medcnn",
+    keras_model: Path | None = None,
+    config_name: str = "local",
 ) -> BenchModels:
     """Write the bench repository ``dest`` from the exported repository ``source``.
 
@@ -232,6 +238,9 @@ def write_bench_repo(
         model: The classifier's model name in ``source``.
         keras_model: The Keras model the classifier was exported from; without
             it the float32 variant is left out.
+        config_name: The config the bench server serves (``local``, or
+            ``tuned`` after ``medserve tune``): the other runtime is the one
+            it does not name.
 
     Raises:
         FileNotFoundError: ``source`` has no model ``model``.
@@ -243,17 +252,17 @@ def write_bench_repo(
     dest.mkdir(parents=True)
     for entry in sorted(source.iterdir()):
         if entry.is_dir() and _config_files(entry):
-            _copy_tree(entry, dest / entry.name)
+            copy_tree(entry, dest / entry.name)
             edit_configs(dest / entry.name, _renamed(entry.name))  # Unlinks: never edits source.
 
     no_batching = model + NOBATCH_SUFFIX
-    _copy_tree(dest / model, dest / no_batching)
+    copy_tree(dest / model, dest / no_batching)
     edit_configs(dest / no_batching, without_batching(no_batching))
 
     float32 = None
     if keras_model is not None:
         float32 = model + FP32_SUFFIX
-        _copy_tree(dest / model, dest / float32)
+        copy_tree(dest / model, dest / float32)
         input_name, output_name = _io_names(dest / float32)
         edit_configs(dest / float32, as_float32(float32))
         for version in _version_dirs(dest / float32):
@@ -262,16 +271,16 @@ def write_bench_repo(
                 keras_model, version / SAVEDMODEL_DIRNAME, input_name, output_name
             )
     other_runtime = None
-    runtime = _other_runtime(dest / model)
+    runtime = _other_runtime(dest / model, config_name)
     if runtime is not None:
         other_runtime = f"{model}_{runtime}"
-        _copy_tree(dest / model, dest / other_runtime)
+        copy_tree(dest / model, dest / other_runtime)
         edit_configs(dest / other_runtime, with_runtime(other_runtime, runtime))
     int8 = None
     if _has_int8(dest / model):
         int8 = model + INT8_SUFFIX
-        _copy_tree(dest / model, dest / int8)
-        use_config_as_local(dest / int8, INT8_CONFIG)
+        copy_tree(dest / model, dest / int8)
+        serve_config_as(dest / int8, INT8_CONFIG, config_name)
         edit_configs(dest / int8, _renamed(int8))
     encoded = contract.encoded_model(model)
     log.info("bench repository %s: %s", dest, sorted(p.name for p in dest.iterdir()))

@@ -127,7 +127,7 @@ def test_an_unreadable_input_raises_invalid_input_before_sending(
         client.classify([_image(), broken])
 
 
-@pytest.mark.parametrize("url_kind", ["grpc", "async-http"])
+@pytest.mark.parametrize("url_kind", ["grpc", "async-grpc", "async-http"])
 def test_a_deadline_shorter_than_the_queue_delay_raises_inference_timeout(
     slow_server: Any, url_kind: str
 ) -> None:
@@ -141,8 +141,12 @@ def test_a_deadline_shorter_than_the_queue_delay_raises_inference_timeout(
 
     from medserve_client import AsyncClient
 
+    # Over gRPC the deadline travels with the request and gRPC enforces it;
+    # over HTTP asyncio.wait_for does.
+    url = slow_server.grpc_url if url_kind == "async-grpc" else slow_server.http_url
+
     async def run() -> None:
-        async with AsyncClient(slow_server.http_url, retries=0) as client:
+        async with AsyncClient(url, retries=0) as client:
             await client.model_info()
             await client.classify(_image(), timeout_s=0.5)
 

@@ -232,3 +232,31 @@ def test_server_tls_without_client_certificates_serves_any_client_that_trusts_th
     wrong = Client(server.grpc_url, tls=TLS(root_certificates=pki.other_ca_cert), timeout_s=20.0)
     with wrong, pytest.raises(TLSError):
         wrong.classify(_image(served_spec))
+
+
+def test_grpc_targets_work_with_mutual_tls_and_the_admin_key(
+    secure_server: SecureServer, served_spec: ModelSpec
+) -> None:
+    port = secure_server.grpc.rsplit(":", 1)[1]
+    tls = _mutual(secure_server.pki)
+    # dns:/// checks the certificate against its host, as grpcs://localhost would.
+    with Client(f"dns:///localhost:{port}", tls=tls, timeout_s=20.0) as client:
+        (plain,) = client.classify(_image(served_spec))
+    # An address list names no host: the certificate's name is given instead
+    # (the same server twice stands in for two replicas).
+    addresses = f"ipv4:127.0.0.1:{port},127.0.0.1:{port}"
+    named = TLS(
+        root_certificates=tls.root_certificates,
+        private_key=tls.private_key,
+        certificate_chain=tls.certificate_chain,
+        server_name="localhost",
+    )
+    with Client(
+        addresses, tls=named, shared_memory=True, admin_key=ADMIN_KEY, timeout_s=20.0
+    ) as client:
+        (shared,) = client.classify(_image(served_spec))
+    np.testing.assert_allclose(shared.probabilities, plain.probabilities, rtol=0, atol=1e-6)
+    wrong_name = TLS(root_certificates=tls.root_certificates, server_name="not-the-server")
+    client = Client(addresses, tls=wrong_name, retries=0, timeout_s=20.0)
+    with client, pytest.raises(TLSError, match=r"server_name"):
+        client.classify(_image(served_spec))

@@ -26,6 +26,7 @@ KUBERNETES_VERSION = "1.35.0"
 # (k8s/schemas/, its $comment says which release and how deep).
 CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring.coreos.com-v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring.coreos.com-v1.json",
     ("serving.kserve.io/v1alpha1", "ServingRuntime"): (
         "servingruntime-serving.kserve.io-v1alpha1.json"
     ),

@@ -15,12 +15,14 @@ Usage::
 
 One :class:`AsyncClient` belongs to one event loop. Decoding and resizing
 run in worker threads (``asyncio.to_thread``) so the loop keeps requests in
-flight while images are prepared.
+flight while images are prepared; uint8 arrays already at the model's size
+need neither and are only checked, on the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import (
@@ -42,7 +44,7 @@ from medserve_client._errors import (
     ModelNotReadyError,
     ServerUnavailableError,
 )
-from medserve_client._inputs import prepare_all
+from medserve_client._inputs import prepare_all, ready_tensors
 from medserve_client._models import Explanation, ModelInfo, Prediction
 from medserve_client._pipeline import ordered_map_async
 from medserve_client._retry import Deadline, call_with_retry_async
@@ -208,7 +210,7 @@ class AsyncClient(BaseClient[AsyncTransport]):
     ) -> list[Prediction]:
         info = await self.model_info()
         entry = await self._encoded_entry() if self.send_encoded else None
-        prepared = await asyncio.to_thread(
+        prepare = functools.partial(
             prepare_all,
             items,
             encoded=self.send_encoded,
@@ -216,50 +218,68 @@ class AsyncClient(BaseClient[AsyncTransport]):
             max_pixels=self.max_pixels,
             first=first,
         )
+        if ready_tensors(items, encoded=self.send_encoded, target_hw=info.image_size):
+            # Only checked, never decoded or resized: a hop to a worker thread
+            # and back would cost more than the check (profiled).
+            prepared = prepare()
+        else:
+            prepared = await asyncio.to_thread(prepare)
         limit = entry.max_batch_size if entry is not None else info.max_batch_size
         chunks = _core.split_batches(prepared, max(1, limit))
-        results = await asyncio.gather(*(self._send(c, info, top_k, deadline) for c in chunks))
+        if len(chunks) == 1:
+            # One request (classify_many's case): no task, no semaphore; the
+            # caller's own concurrency bounds what is in flight.
+            return await self._send(chunks[0], info, top_k, deadline)
+        results = await asyncio.gather(
+            *(self._send_split(c, info, top_k, deadline) for c in chunks)
+        )
         return [prediction for chunk in results for prediction in chunk]
+
+    async def _send_split(
+        self, chunk: Sequence[Any], info: ModelInfo, top_k: int, deadline: Deadline
+    ) -> list[Prediction]:
+        """One of the requests of a split call: at most ``max_concurrency`` in flight."""
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.max_concurrency)
+        async with self._semaphore:
+            return await self._send(chunk, info, top_k, deadline)
 
     async def _send(
         self, chunk: Sequence[Any], info: ModelInfo, top_k: int, deadline: Deadline
     ) -> list[Prediction]:
-        if self._semaphore is None:
-            self._semaphore = asyncio.Semaphore(self.max_concurrency)
-        async with self._semaphore:
-            wire = self._wire()
-            if self.send_encoded:
-                call = _core.encoded_call(await self._encoded_entry(), chunk)
-                return await self._infer(wire, call, info, top_k, deadline, None)
-            version = self.version or ""
-            call = _core.tensor_call(info, model=self.model, version=version, chunk=chunk)
-            if not self.shared_memory:
-                return await self._infer(wire, call, info, top_k, deadline, None)
-            if self._shm is None:
-                self._shm = pool_for(info)
-            pool = self._shm
-            slot, is_new = pool.acquire()
-            try:
-                if is_new:
-                    await self._call(
-                        "register shared memory",
-                        lambda remaining_s: wire.register_shm(
-                            slot.name, slot.key, slot.byte_size, timeout_s=remaining_s
-                        ),
-                        deadline,
-                    )
-                    slot.registered = True
-                request, out_shape = shm_request(slot, call, info)
-                return await self._infer(
-                    wire,
-                    request,
-                    info,
-                    top_k,
+        wire = self._wire()
+        if self.send_encoded:
+            call = _core.encoded_call(await self._encoded_entry(), chunk)
+            return await self._infer(wire, call, info, top_k, deadline, None)
+        version = self.version or ""
+        call = _core.tensor_call(info, model=self.model, version=version, chunk=chunk)
+        if not self.shared_memory:
+            return await self._infer(wire, call, info, top_k, deadline, None)
+        if self._shm is None:
+            self._shm = pool_for(info)
+        pool = self._shm
+        slot, is_new = pool.acquire()
+        try:
+            if is_new:
+                await self._call(
+                    "register shared memory",
+                    lambda remaining_s: wire.register_shm(
+                        slot.name, slot.key, slot.byte_size, timeout_s=remaining_s
+                    ),
                     deadline,
-                    lambda: slot.read_output(np.float32, out_shape),
                 )
-            finally:
-                pool.release(slot)
+                slot.registered = True
+            request, out_shape = shm_request(slot, call, info)
+            return await self._infer(
+                wire,
+                request,
+                info,
+                top_k,
+                deadline,
+                lambda: slot.read_output(np.float32, out_shape),
+            )
+        finally:
+            pool.release(slot)
 
     async def _infer(
         self,

@@ -8,9 +8,11 @@ Usage::
     finally:
         await transport.close()
 
-Each call runs under ``asyncio.wait_for`` with the time left before the
-call's deadline (the aio HTTP client has no per-call timeout of its own) and
-inside :func:`~medserve_client._transport.mapped`, the one error boundary.
+Each call is bounded by the time left before the call's deadline: over gRPC
+by the deadline gRPC itself carries and enforces (``client_timeout``), over
+HTTP by ``asyncio.wait_for`` (the aio HTTP client has no per-call timeout of
+its own); and each runs inside :func:`~medserve_client._transport.mapped`,
+the one error boundary.
 Both aio clients are used from one event loop, so one instance each is enough.
 """
 
@@ -93,6 +95,10 @@ class AsyncTritonTransport:
         kwargs = request.kwargs_for(self.endpoint.protocol, self._headers)
         with request.mapped(self.endpoint):
             awaitable: Awaitable[Any] = getattr(self._client, request.method)(**kwargs)
+            if self.endpoint.protocol == "grpc":
+                # gRPC enforces the deadline it was given (client_timeout);
+                # wait_for would add a task and a timer to every request (profiled).
+                return await awaitable
             # The aio HTTP client has no per-call timeout: bound every call here.
             return await asyncio.wait_for(awaitable, timeout=request.timeout_s)
 

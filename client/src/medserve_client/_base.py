@@ -67,6 +67,7 @@ class BaseClient(Generic[TransportT]):
         shared_memory: bool = False,
         max_concurrency: int = 8,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        load_balancing: str | None = None,
         transport: TransportT | None = None,
     ) -> None:
         if max_concurrency < 1:
@@ -81,6 +82,7 @@ class BaseClient(Generic[TransportT]):
             headers=headers,
             bearer_token=bearer_token,
             admin_key=admin_key,
+            load_balancing=load_balancing,
         )
         self.model = model
         self.version = None if version is None else str(version)

@@ -53,6 +53,9 @@ class Client(BaseClient[Transport]):
     Args:
         url: ``host:port``, or with a scheme: ``grpc://``, ``grpcs://`` (TLS),
             ``http://``, ``https://``. The default port follows the protocol.
+            Or a gRPC target that names many servers, balanced per request:
+            ``dns:///host:port`` (every address DNS returns, e.g. a headless
+            Service), ``ipv4:addr:port,addr:port``, ``ipv6:[addr]:port,...``.
         model: Triton model name of the classifier.
         version: Pin a model version (default: the server's choice).
         protocol: ``"grpc"`` or ``"http"`` when the URL has no scheme.
@@ -73,6 +76,11 @@ class Client(BaseClient[Transport]):
             server on the same host).
         max_concurrency: Requests in flight when one call is split.
         max_pixels: Larger images are refused as decompression bombs.
+        load_balancing: gRPC's policy over the servers the target resolves to:
+            ``"round_robin"`` (the default for ``dns:``, ``ipv4:`` and ``ipv6:``
+            targets: each request goes to the next ready server) or
+            ``"pick_first"`` (gRPC's default for ``host:port``: one server at a
+            time). Not for HTTP.
         transport: A ready :class:`~medserve_client._transport.Transport`
             (tests pass a fake one); by default one is opened on first use.
     """

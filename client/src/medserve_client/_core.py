@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from medserve_client._errors import InferenceError, InvalidInputError
 from medserve_client._models import TLS, ModelInfo, Prediction, Timeout
+from medserve_client._targets import check_lb_policy, parse_target, resolver_scheme
 from medserve_client._transport import Endpoint, InferCall, OutputSpec
 from medserve_client.contract import ADMIN_KEY_HEADER, GRPC_RESTRICTED_PREFIX, EncodedEntry
 
@@ -42,18 +43,32 @@ def parse_url(url: str, protocol: str | None) -> tuple[str, str, bool]:
 
     ``grpc://``, ``grpcs://``, ``http://`` and ``https://`` choose the
     protocol and TLS; without a scheme, ``protocol`` (default ``"grpc"``)
-    does. A missing port becomes Triton's default for the protocol.
+    does. A missing port becomes Triton's default for the protocol. gRPC's
+    own targets (``dns:///host:port``, ``ipv4:addr:port,addr:port``,
+    ``ipv6:[addr]:port,...``) are gRPC, checked by
+    :func:`~medserve_client._targets.parse_target`, and returned whole as
+    the channel's target (TLS is then turned on by ``tls=``).
 
     Raises:
         InvalidInputError: Unknown scheme or protocol, or a scheme that contradicts it.
     """
     ssl = False
     rest = url.strip()
+    if resolver_scheme(rest) is not None:
+        # gRPC's own target forms: the channel resolves them and balances.
+        if protocol not in (None, "grpc"):
+            raise InvalidInputError(
+                f"URL {url!r} is a gRPC target (dns:, ipv4:, ipv6:) but protocol={protocol!r} "
+                "was given: HTTP cannot balance per request; use gRPC, or an HTTP address "
+                "(a Service or an Ingress) that balances for you"
+            )
+        return parse_target(rest, default_port=_DEFAULT_PORTS["grpc"]).uri, "grpc", False
     if "://" in rest:
         scheme, rest = rest.split("://", 1)
         if scheme.lower() not in _SCHEMES:
             raise InvalidInputError(
-                f"URL scheme {scheme!r} is not supported: use grpc://, grpcs://, http:// or https://"
+                f"URL scheme {scheme!r} is not supported: use grpc://, grpcs://, http://, "
+                "https://, or a gRPC target: dns:///HOST:PORT, ipv4:ADDR:PORT,ADDR:PORT"
             )
         implied, ssl = _SCHEMES[scheme.lower()]
         if protocol is not None and protocol != implied:
@@ -151,9 +166,22 @@ def build_endpoint(
     headers: Mapping[str, str] | None,
     bearer_token: str | None,
     admin_key: str | None = None,
+    load_balancing: str | None = None,
 ) -> Endpoint:
     """The :class:`Endpoint` both clients build from their constructor arguments."""
     hostport, chosen, ssl = parse_url(url, protocol)
+    if load_balancing is not None:
+        check_lb_policy(load_balancing)
+        if chosen != "grpc":
+            raise InvalidInputError(
+                "load_balancing is a gRPC channel setting; over HTTP the Service or "
+                "Ingress in front of the servers balances"
+            )
+    elif chosen == "grpc" and resolver_scheme(hostport) is not None:
+        # A target that names many servers is balanced per request by default;
+        # gRPC's own default (pick_first) would pin every call to one of them.
+        load_balancing = "round_robin"
+    _check_server_name(hostport, chosen, tls)
     merged = dict(headers or {})
     if bearer_token is not None:
         if not bearer_token.strip():
@@ -177,7 +205,23 @@ def build_endpoint(
         headers=merged,
         timeout=Timeout.coerce(timeout_s),
         admin_headers=admin,
+        load_balancing=load_balancing,
     )
+
+
+def _check_server_name(target: str, protocol: str, tls: TLS | None) -> None:
+    """Refuse TLS settings that cannot verify the servers a target names."""
+    if tls is None:
+        return
+    if tls.server_name is not None and protocol != "grpc":
+        raise InvalidInputError("TLS.server_name is for gRPC; HTTPS checks the URL's host")
+    if tls.server_name is None and resolver_scheme(target) in ("ipv4", "ipv6") and "," in target:
+        # gRPC would check every certificate against the whole address list
+        # and fail the handshake on each server: say so before connecting.
+        raise InvalidInputError(
+            f"TLS to the address list {target!r} needs TLS(server_name=...): the name on "
+            "the servers' certificates (the addresses are not it)"
+        )
 
 
 def label_probe(info_shape: tuple[int, int, int], batched: bool) -> npt.NDArray[np.uint8]:
@@ -188,6 +232,9 @@ def label_probe(info_shape: tuple[int, int, int], batched: bool) -> npt.NDArray[
 
 def stack_batch(tensors: Sequence[npt.NDArray[np.uint8]], batched: bool) -> npt.NDArray[Any]:
     """A request tensor: stacked along a batch axis, or the single image when unbatched."""
+    if batched and len(tensors) == 1:
+        # One image (classify_many's requests): a view with a batch axis, not a copy.
+        return np.ascontiguousarray(tensors[0])[np.newaxis]
     if batched:
         return np.ascontiguousarray(np.stack(tensors))
     return np.ascontiguousarray(tensors[0])

@@ -93,6 +93,21 @@ def encode_png(rgb: npt.NDArray[np.uint8]) -> bytes:
     return buffer.getvalue()
 
 
+def ready_tensors(items: Sequence[Any], *, encoded: bool, target_hw: tuple[int, int]) -> bool:
+    """True when every item is already the served tensor: uint8 ``(H, W, 3)`` at ``target_hw``.
+
+    Such items pass the pipeline unchanged (it only checks them), so the
+    asyncio client prepares them on its loop instead of in a worker thread.
+    """
+    if encoded:
+        return False
+    shape = (*target_hw, 3)
+    return all(
+        isinstance(item, np.ndarray) and item.dtype == np.uint8 and item.shape == shape
+        for item in items
+    )
+
+
 def prepare_all(
     items: Sequence[Any],
     *,

@@ -214,12 +214,16 @@ class TLS:
         private_key: PEM private key of the client, for mutual TLS (gRPC).
         certificate_chain: PEM certificate chain of the client, for mutual TLS (gRPC).
         insecure: HTTPS only: do not check the host name against the certificate.
+        server_name: gRPC only: the name to check the servers' certificates
+            against instead of the target's host; needed for ``ipv4:`` /
+            ``ipv6:`` lists, whose addresses are not the certificates' names.
     """
 
     root_certificates: str | PathLike[str] | None = None
     private_key: str | PathLike[str] | None = None
     certificate_chain: str | PathLike[str] | None = None
     insecure: bool = False
+    server_name: str | None = None
 
     def __post_init__(self) -> None:
         if (self.private_key is None) != (self.certificate_chain is None):

@@ -16,6 +16,7 @@ helpers here, so a change to a call is made once for all four.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -216,15 +217,39 @@ def grpc_channel_args() -> list[tuple[str, Any]]:
     ]
 
 
+def grpc_balancing_args(endpoint: Endpoint) -> list[tuple[str, Any]]:
+    """Channel options of the endpoint's load-balancing policy and TLS server name.
+
+    The policy goes in the channel's default service config, gRPC's documented
+    way (``loadBalancingConfig``); a service config the resolver itself
+    returns would still win, as gRPC intends.
+    """
+    args: list[tuple[str, Any]] = []
+    if endpoint.load_balancing is not None:
+        config: dict[str, Any] = {"loadBalancingConfig": [{endpoint.load_balancing: {}}]}
+        args.append(("grpc.service_config", json.dumps(config)))
+    tls = endpoint.tls
+    if endpoint.ssl and tls is not None and tls.server_name is not None:
+        # The name checked against the servers' certificates (and sent as SNI)
+        # when the target names no host: ipv4:/ipv6: lists.
+        args.append(("grpc.ssl_target_name_override", tls.server_name))
+    return args
+
+
 def grpc_channel_kwargs(endpoint: Endpoint) -> dict[str, Any]:
-    """TLS and channel arguments of both gRPC clients' ``InferenceServerClient``."""
+    """TLS and channel arguments of both gRPC clients' ``InferenceServerClient``.
+
+    tritonclient hands the URL to ``grpc.insecure_channel`` / ``secure_channel``
+    as the target, unparsed, so gRPC's resolver targets (``dns:///...``,
+    ``ipv4:...``) reach the channel as they are.
+    """
     tls = endpoint.tls or TLS()
     return {
         "ssl": endpoint.ssl,
         "root_certificates": opt_path(tls.root_certificates),
         "private_key": opt_path(tls.private_key),
         "certificate_chain": opt_path(tls.certificate_chain),
-        "channel_args": grpc_channel_args(),
+        "channel_args": grpc_channel_args() + grpc_balancing_args(endpoint),
     }
 
 

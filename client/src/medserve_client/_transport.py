@@ -33,6 +33,7 @@ import numpy.typing as npt
 
 from medserve_client import _errors
 from medserve_client._models import TLS, Timeout
+from medserve_client._targets import resolver_scheme
 
 _MAX_SERVER_MESSAGE = 300
 # Triton's messages for the dynamic batcher's queue policy (queue full, or a
@@ -46,7 +47,9 @@ _MODEL_MISSING = re.compile(
 _RESTRICTED = re.compile(r"is restricted, expecting header", re.I)
 _TLS_FAILED = re.compile(
     r"handshake fail|certificate_verify_failed|certificate verify failed|ssl_error|"
-    r"wrong_version_number|tsi_protocol_failure",
+    r"wrong_version_number|tsi_protocol_failure|"
+    # gRPC's check of the certificate's name (UNAVAILABLE, once per address).
+    r"hostname verification check failed",
     re.I,
 )
 # Triton 2.59+ (--http-max-input-size), gRPC's message limit, a proxy's 413.
@@ -80,7 +83,8 @@ class Endpoint:
     """Where and how to connect.
 
     Attributes:
-        url: ``host:port`` (no scheme).
+        url: ``host:port`` (no scheme), or a gRPC resolver target
+            (``dns:///host:port``, ``ipv4:addr:port,addr:port``...).
         protocol: ``"grpc"`` or ``"http"``.
         ssl: TLS for gRPC, HTTPS for HTTP.
         tls: Certificates and options when ``ssl`` is on.
@@ -88,6 +92,9 @@ class Endpoint:
         timeout: Connect and request limits.
         admin_headers: Sent only with admin calls (shared-memory registration):
             the admin key, never with inference.
+        load_balancing: gRPC's load-balancing policy over the addresses the
+            target resolves to (``round_robin``, ``pick_first``); None: gRPC's
+            default (``pick_first``).
     """
 
     url: str
@@ -97,10 +104,13 @@ class Endpoint:
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout: Timeout = field(default_factory=Timeout)
     admin_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    load_balancing: str | None = None
 
     @property
     def display_url(self) -> str:
         """URL with scheme, for messages (never with headers or tokens)."""
+        if self.protocol == "grpc" and resolver_scheme(self.url) is not None:
+            return f"{self.url} (TLS)" if self.ssl else self.url
         scheme = {"grpc": "grpcs" if self.ssl else "grpc", "http": "https" if self.ssl else "http"}
         return f"{scheme[self.protocol]}://{self.url}"
 
@@ -187,7 +197,8 @@ def map_error(
     if _TLS_FAILED.search(message):
         return _errors.TLSError(
             f"{where}: the TLS handshake failed ({text}); check TLS(root_certificates=...) "
-            "names the CA that signed the server's certificate, the host name matches it, "
+            "names the CA that signed the server's certificate, the host name (or "
+            "TLS(server_name=...)) matches it, "
             "and for mutual TLS private_key and certificate_chain"
         )
     if _TOO_LARGE.search(message) or status in ("413", "StatusCode.RESOURCE_EXHAUSTED"):

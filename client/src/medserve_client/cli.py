@@ -6,6 +6,7 @@ Usage::
     medserve-client info --json
     medserve-client classify chest.png ct.dcm --top-k 2 --json
     medserve-client --url http://127.0.0.1:8000 classify scans/*.png
+    medserve-client --url dns:///triton-grpc.medserve.svc.cluster.local:8001 classify a.png
     medserve-client explain scan.dcm --out overlay.png          # Grad-CAM, supportive only
     medserve-client explain a.png b.dcm --out-dir overlays/ --class lesion
 
@@ -29,6 +30,7 @@ from typing import Any, TextIO
 from medserve_client._client import Client
 from medserve_client._errors import InvalidInputError, MedServeError
 from medserve_client._models import DicomSource, Prediction, Window
+from medserve_client._targets import LB_POLICIES
 from medserve_client.preprocessing import is_dicom
 
 log = logging.getLogger("medserve_client")
@@ -42,8 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--url",
         default=os.environ.get("MEDSERVE_URL", "127.0.0.1:8001"),
-        help="host:port or grpc://, grpcs://, http://, https:// URL "
+        help="host:port or grpc://, grpcs://, http://, https:// URL, or a gRPC target "
+        "balanced per request: dns:///HOST:PORT, ipv4:ADDR:PORT,ADDR:PORT "
         "(default: $MEDSERVE_URL or 127.0.0.1:8001)",
+    )
+    parser.add_argument(
+        "--load-balancing",
+        choices=LB_POLICIES,
+        default=None,
+        help="gRPC policy over the servers the URL resolves to "
+        "(default: round_robin for dns:, ipv4:, ipv6: targets)",
     )
     parser.add_argument(
         "--protocol",
@@ -124,6 +134,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
             protocol=args.protocol,
             timeout_s=args.timeout_s,
             bearer_token=args.token,
+            load_balancing=args.load_balancing,
             send_encoded=getattr(args, "encoded", False),
         ) as client:
             if args.command == "health":

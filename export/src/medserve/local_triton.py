@@ -15,7 +15,9 @@ Usage::
 By default the binary is the one in the ``nvidia-pytriton`` wheel (CPU, Python
 backend); ``tritonserver=`` or ``$TRITONSERVER`` selects a native install. The
 server reads ``<model>/configs/local.pbtxt`` (``--model-config-name``), accepts
-no model loading from outside (``--model-control-mode=none``), reports ready
+no model loading from outside (``--model-control-mode=none``; a private server
+such as the tuner's may ask for ``explicit``, loading every model at start),
+reports ready
 only when every model is (``--strict-readiness=true``) and listens on the given
 ports or free ones. Two servers on one machine differ in ports and in the
 Python backend's shared-memory prefix. Everything the server, its backends and
@@ -33,6 +35,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
 from medserve.errors import ServerError, UsageError
 from medserve.http_probe import http_json, http_ok
@@ -54,6 +57,7 @@ from medserve.stub import (
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_NAME = "local"
+ModelControlMode = Literal["none", "explicit"]
 DEFAULT_HOST = "127.0.0.1"
 LOG_FILENAME = "tritonserver.log"
 _POLL_S = 0.25
@@ -82,6 +86,7 @@ class LocalTriton:
         log_path: Path | None = None,
         extra_args: Sequence[str] = (),
         admin_headers: Mapping[str, str] | None = None,
+        model_control_mode: ModelControlMode = "none",
     ) -> None:
         """Describe the server; nothing starts until :meth:`start`.
 
@@ -103,7 +108,15 @@ class LocalTriton:
                 logged: they may hold an admin key).
             admin_headers: Headers that open the admin APIs when ``extra_args``
                 restrict them (the launcher reads the repository index).
+            model_control_mode: ``"none"`` (nobody loads code into the server)
+                or ``"explicit"`` (every model loads at start, and the
+                repository API may load others or reload with a config
+                override: only for a private server on loopback).
         """
+        if model_control_mode not in ("none", "explicit"):
+            raise UsageError(
+                f"model_control_mode must be none or explicit, not {model_control_mode!r}"
+            )
         self.repo = Path(repo)
         self.config_name = config_name
         self.host = host
@@ -115,6 +128,11 @@ class LocalTriton:
         self._log_path = Path(log_path) if log_path is not None else None
         self._extra_args = tuple(extra_args)
         self._admin_headers = dict(admin_headers or {})
+        self._control_args = (
+            ["--model-control-mode=explicit", "--load-model=*"]
+            if model_control_mode == "explicit"
+            else ["--model-control-mode=none"]
+        )
         self._proc: subprocess.Popen[bytes] | None = None
         self._shm_prefix = ""
         self.models: dict[str, str] = {}
@@ -233,7 +251,7 @@ class LocalTriton:
             str(install.binary),
             f"--model-repository={self.repo.resolve()}",
             f"--model-config-name={self.config_name}",
-            "--model-control-mode=none",
+            *self._control_args,
             "--strict-readiness=true",
             "--exit-on-error=true",
             f"--exit-timeout-secs={self.exit_timeout_s}",

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from client_fakes import gray, png_bytes
+from client_fakes import gray, patch_cli_client, png_bytes
 
 from medserve_client import TLS, AsyncClient, Client, InvalidInputError
 from medserve_client._core import parse_url
@@ -80,7 +80,7 @@ def test_cli_classify_prints_one_json_object_per_path(
         path = tmp_path / f"{value}.png"
         path.write_bytes(png_bytes(gray(value, size=20)))
         paths.append(str(path))
-    _patch_client(monkeypatch, fake)
+    patch_cli_client(monkeypatch, fake)
     out = io.StringIO()
     status = cli.main(["classify", *paths, "--top-k", "2", "--json"], stdout=out)
     assert status == 0
@@ -93,7 +93,7 @@ def test_cli_classify_prints_one_json_object_per_path(
 def test_cli_health_and_info(monkeypatch: pytest.MonkeyPatch, fake: MockTransport) -> None:
     from medserve_client import cli
 
-    _patch_client(monkeypatch, fake)
+    patch_cli_client(monkeypatch, fake)
     out = io.StringIO()
     assert cli.main(["health", "--json"], stdout=out) == 0
     assert json.loads(out.getvalue())["ready"] is True
@@ -108,24 +108,13 @@ def test_cli_errors_are_one_line_with_the_exit_status_of_their_class(
 ) -> None:
     from medserve_client import cli
 
-    _patch_client(monkeypatch, fake)
+    patch_cli_client(monkeypatch, fake)
     status = cli.main(["classify", "/no/such/file.png"], stdout=io.StringIO())
     err = capsys.readouterr().err
     assert status == InvalidInputError.exit_code
     assert err.startswith("error: /no/such/file.png: no such file") and err.count("\n") == 1
     status = cli.main(["classify", "x.dcm", "--window", "abc"], stdout=io.StringIO())
     assert status == 2 and "CENTER,WIDTH" in capsys.readouterr().err
-
-
-def _patch_client(monkeypatch: pytest.MonkeyPatch, fake: MockTransport) -> None:
-    from medserve_client import cli
-
-    real = cli.Client
-
-    def build(*args: Any, **kwargs: Any) -> Client:
-        return real(*args, transport=fake, **kwargs)
-
-    monkeypatch.setattr(cli, "Client", build)
 
 
 def test_async_client_has_the_same_surface_and_results(fake: MockTransport) -> None:

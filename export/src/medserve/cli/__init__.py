@@ -10,7 +10,10 @@ Usage::
     medserve serve model_repository
 
 Each subcommand lives in its own module with ``add_parser(subparsers)`` and
-``run(args) -> int``; heavy imports (TensorFlow) happen inside ``run`` so that
+``run(args) -> int``. Other distributions add subcommands through the
+entry-point group ``medserve.commands`` (``medserve tune`` comes from
+``medserve-loadtest[bench]``, beside the load generator it drives), so this
+package never imports them; heavy imports (TensorFlow) happen inside ``run`` so that
 ``medserve --help`` is instant. A :class:`~medserve.errors.MedServeError` is
 printed as one line and turned into its exit status, never a traceback.
 """
@@ -22,11 +25,14 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 
 from medserve.errors import MedServeError
 
 # Subcommand modules, in the order `medserve --help` lists them.
 SUBCOMMANDS = ("train", "export", "verify", "evaluate", "card", "serve")
+# Subcommands other distributions register (name = module with add_parser and run).
+PLUGIN_GROUP = "medserve.commands"
 
 log = logging.getLogger("medserve")
 
@@ -49,6 +55,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
             continue  # Not built yet in this checkout.
         module.add_parser(subparsers)
         modules[name] = module
+    for entry in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        if entry.name in modules:
+            continue  # A plugin never shadows a built-in subcommand.
+        try:
+            module = entry.load()
+        except ImportError as exc:
+            # Registered but not importable (its extra is missing): left out of the CLI.
+            log.debug("subcommand %s unavailable: %s", entry.name, exc)
+            continue
+        module.add_parser(subparsers)
+        modules[entry.name] = module
     return parser, modules
 
 
