@@ -77,13 +77,24 @@ def full_table(document: dict[str, Any]) -> str:
     return provenance(document["meta"]) + "\n\n" + table
 
 
+def _marker_line(text: str, marker: str) -> int:
+    """Offset of the line that is exactly ``marker`` (prose may quote it), or -1."""
+    lines = text.splitlines(keepends=True)
+    offset = 0
+    for line in lines:
+        if line.strip() == marker:
+            return offset
+        offset += len(line)
+    return -1
+
+
 def replace_block(text: str, block: str, *, path: Path) -> str:
-    """``text`` with the generated block between the markers replaced by ``block``.
+    """``text`` with the generated block between the marker lines replaced by ``block``.
 
     Raises:
-        ValueError: The file lacks the markers (or has them out of order).
+        ValueError: The file lacks the marker lines (or has them out of order).
     """
-    start, end = text.find(START), text.find(END)
+    start, end = _marker_line(text, START), _marker_line(text, END)
     if start < 0 or end < start:
         raise ValueError(f"{path} has no {START} ... {END} block to replace; add the two markers")
     return text[: start + len(START)] + "\n" + block.rstrip("\n") + "\n" + text[end:]

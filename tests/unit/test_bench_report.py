@@ -267,9 +267,10 @@ def test_readme_block_is_replaced_between_the_markers_and_both_readmes_have_them
 ) -> None:
     from medserve_bench import readme_table
 
-    text = f"intro\n{readme_table.START}\nold table\n{readme_table.END}\nanalysis\n"
+    start, end = readme_table.START, readme_table.END
+    text = f"prose quoting `{start}`\n{start}\nold table\n{end}\nanalysis\n"
     new = readme_table.replace_block(text, "new table\n", path=tmp_path / "R.md")
-    assert new == f"intro\n{readme_table.START}\nnew table\n{readme_table.END}\nanalysis\n"
+    assert new == f"prose quoting `{start}`\n{start}\nnew table\n{end}\nanalysis\n"
     with pytest.raises(ValueError, match="no <!-- bench-table -->"):
         readme_table.replace_block("no markers", "x", path=tmp_path / "R.md")
     for readme in (readme_table.ROOT / "README.md", readme_table.ROOT / "loadtest" / "README.md"):
