@@ -15,7 +15,9 @@ report, every request's latency (``samples.csv``) and ``summary.json`` with
 throughput in inferences/s (batch size counted), exact p50/p90/p95/p99,
 failures, and the server-side window diffed from Triton's statistics API
 (inferences per execution, mean queue and compute time). The exit status is
-locust's: 1 when a threshold (``--max-failure-ratio``, ``--max-p95-ms``) was crossed.
+locust's: 1 when a threshold (``--max-failure-ratio``, ``--max-p95-ms``) was
+crossed; before locust starts, 3 when no server answers at ``--host`` and 4
+when the model is not ready there (the table every medserve command shares).
 """
 
 from __future__ import annotations
@@ -105,6 +107,32 @@ def stats_client(protocol: str, host: str) -> Any:
     import tritonclient.http as httpclient
 
     return httpclient.InferenceServerClient(url=address, ssl=host.startswith("https://"))
+
+
+def check_serving(client: Any, host: str, model: str) -> None:
+    """Fail before locust starts when nothing serves ``model`` at ``host``.
+
+    Without it, locust would run its whole duration against nothing and exit
+    1 (every request failed), like a real failure of the server under load.
+
+    Raises:
+        ServerUnavailableError: No server answers at ``host`` (exit status 3).
+        ModelNotReadyError: The server answers but ``model`` is not ready (4).
+    """
+    from medserve_client.exceptions import ModelNotReadyError, ServerUnavailableError
+
+    try:
+        live = bool(client.is_server_live())
+        ready = live and bool(client.is_model_ready(model))
+    except Exception as exc:  # tritonclient's and the socket layer's errors, both protocols
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise ServerUnavailableError(
+            f"no Triton answers at {host} ({reason}); is it running and reachable?"
+        ) from exc
+    if not live:
+        raise ServerUnavailableError(f"the Triton at {host} is not live")
+    if not ready:
+        raise ModelNotReadyError(f"model {model!r} is not ready at {host} (--model?)")
 
 
 def locust_command(args: argparse.Namespace, host: str, out: Path, labels: str) -> list[str]:
@@ -199,6 +227,8 @@ def run(args: argparse.Namespace) -> int:
             host = "http://" + host
         client = stats_client(args.protocol, host)
         stack.callback(client.close)
+        if args.host:
+            check_serving(client, host, args.model)
         before = _snapshot(client)
         command = locust_command(args, host, out, labels)
         log.info("running: %s", " ".join(command))
@@ -230,7 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so the servers this
     # process started are stopped by their context managers, not orphaned.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    return run(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    from medserve.errors import MedServeError  # The local server's (the [bench] extra).
+
+    # The exit-status table of every medserve command: 3 when no server
+    # answers, 2 for bad input; otherwise locust's own status.
+    return contract.run_command(lambda: run(args), prog="loadtest/run", errors=(MedServeError,))
 
 
 if __name__ == "__main__":

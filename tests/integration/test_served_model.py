@@ -27,7 +27,7 @@ from served_model_builder import SERVED_TEMPERATURE, build_served_keras_model
 from medserve.calibration import temperature_scale
 from medserve.local_triton import LocalTriton
 from medserve.spec import LABELS_FILENAME, ModelSpec
-from medserve.triton_backend.model import available_cpus
+from medserve.triton_backend.threads import available_cpus
 from medserve_client import contract
 
 pytestmark = pytest.mark.integration

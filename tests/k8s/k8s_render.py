@@ -54,7 +54,16 @@ CONFIG_NAMES = {"gpu": None, "cpu": "cpu", "gpu-onnx": "onnx-gpu", "cpu-onnx": "
 # medserve.model_config's default): it must lie on a writable pod volume.
 TRT_CACHE_DIR = "/tmp/tensorrt-cache"
 COMPONENTS = ("s3", "tls", "loadtest")
+# Rendered with each overlay alone, not in every subset: it changes only the
+# Deployment's rollout strategy, which no other component touches.
+SINGLE_COMPONENTS = ("rollout-without-spare-gpu",)
 STANDALONE = ("smoke", "loader", "kserve")
+# k8s/examples/<name>: an operator's own kustomization, with the overlay and
+# components it builds on; checked like the combinations (render name
+# ``example-<name>``).
+EXAMPLES = {"gpu-tls": ("gpu", ("tls",))}
+# The kustomize component that names the client image for every user of it.
+CLIENT_IMAGE_COMPONENT = K8S_DIR / "components" / "client-image"
 NAMESPACE = "medserve"
 RENDER_TIMEOUT_S = 60
 RENDER_WORKERS = 4
@@ -123,6 +132,21 @@ def combinations() -> list[tuple[str, tuple[str, ...]]]:
     return [(overlay, combo) for overlay in OVERLAYS for combo in subsets]
 
 
+def single_component_combinations() -> list[tuple[str, tuple[str, ...]]]:
+    """Every overlay with each of :data:`SINGLE_COMPONENTS` alone."""
+    return [(overlay, (component,)) for component in SINGLE_COMPONENTS for overlay in OVERLAYS]
+
+
+def render_names() -> set[str]:
+    """The name of every render :func:`render_all` makes."""
+    combos = combinations() + single_component_combinations()
+    return (
+        {combination_name(o, c) for o, c in combos}
+        | set(STANDALONE)
+        | {f"example-{name}" for name in EXAMPLES}
+    )
+
+
 def _combination_dir(work: Path, overlay: str, components: tuple[str, ...]) -> Path:
     directory = work / "kustomizations" / combination_name(overlay, components)
     directory.mkdir(parents=True, exist_ok=True)
@@ -151,9 +175,14 @@ def render_all(work: Path) -> dict[str, Render]:
     out.mkdir(parents=True, exist_ok=True)
     renders: dict[str, Render] = {}
     jobs: list[tuple[str, str | None, tuple[str, ...], Path]] = [
-        (combination_name(o, c), o, c, _combination_dir(work, o, c)) for o, c in combinations()
+        (combination_name(o, c), o, c, _combination_dir(work, o, c))
+        for o, c in combinations() + single_component_combinations()
     ]
     jobs += [(name, None, (), K8S_DIR / name) for name in STANDALONE]
+    jobs += [
+        (f"example-{name}", overlay, components, K8S_DIR / "examples" / name)
+        for name, (overlay, components) in EXAMPLES.items()
+    ]
     # kubectl is a separate process per render: a few in parallel halve the wall time.
     with ThreadPoolExecutor(max_workers=RENDER_WORKERS) as pool:
         texts = pool.map(lambda job: kustomize(job[3]), jobs)

@@ -20,6 +20,7 @@ from monitoring_manifests import (
     dashboard_expressions,
     grafana_expr,
     hpa_metric_name,
+    hpa_target_average_value,
     load_dashboard,
     selector_metric_names,
 )
@@ -122,7 +123,16 @@ def test_dashboard_autoscaling_panel_plots_the_adapter_rule_itself(
     expected = adapter_metrics_query(
         rule["metricsQuery"], ['job="triton"', 'namespace="$namespace"'], ["pod"]
     )
-    assert expected in dashboard_expressions(dashboard).values()
+    (panel,) = [
+        panel
+        for panel in dashboard["panels"]
+        if any(target["expr"] == expected for target in panel["targets"])
+    ]
+    # Its red threshold line is the HPA's target.
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [step["value"] for step in steps if step["color"] == "red"] == [
+        hpa_target_average_value()
+    ]
 
 
 def test_latency_summaries_are_enabled_wherever_triton_runs(

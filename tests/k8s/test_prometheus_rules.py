@@ -18,7 +18,7 @@ import pytest
 import yaml
 from k8s_render import Render
 from k8s_schemas import crd_validator
-from monitoring_manifests import alerting_rules, write_rule_file
+from monitoring_manifests import alerting_rules, hpa_target_average_value, write_rule_file
 from prometheus_tools import promtool
 
 pytestmark = pytest.mark.k8s
@@ -92,6 +92,13 @@ def test_alerts_cover_what_on_call_needs(prometheus_rule: dict[str, Any]) -> Non
         if not any(re.search(pattern, expr, re.DOTALL) for expr in exprs.values())
     ]
     assert not missing, f"no alert for: {missing}"
+
+
+def test_queue_time_alert_is_above_the_hpa_target(prometheus_rule: dict[str, Any]) -> None:
+    # Below the target, scaling out is the HPA's job; the alert is for when it cannot.
+    (alert,) = [a for a in alerting_rules(prometheus_rule) if a["alert"] == "TritonQueueTimeHigh"]
+    (threshold,) = re.findall(r">\s*(\d+(?:\.\d+)?)\s*$", alert["expr"])
+    assert float(threshold) > hpa_target_average_value()
 
 
 def test_promtool_unit_tests_fire_and_clear_every_alert(

@@ -153,4 +153,61 @@ def test_initialize_refuses_a_config_that_names_a_tensor_the_savedmodel_lacks(
 
 def test_initialize_registers_the_fast_exit_of_the_stub_process(load_model: Loader) -> None:
     _model, utils = load_model("medcnn")
-    assert utils.exit_hooks == [utils.template._exit_now]
+    from medserve.triton_backend.serving import exit_now
+
+    assert utils.exit_hooks == [exit_now]
+
+
+def test_tensorflow_serves_every_batch_size_from_one_concrete_function(
+    load_model: Loader, exported_repo: ExportedRepo
+) -> None:
+    model, _utils = load_model("medcnn")
+    function = model.runner.function
+    # The signature's batch axis is None: one graph for every batch size, never a retrace.
+    assert function.structured_input_signature[1]["image"].shape[0] is None
+    size = exported_repo.spec.image_size
+    for count in (1, 2, 5):
+        (response,) = model.execute([fake_pb_utils.request(image=_images(count, count, size))])
+        assert len(response.output("probabilities")) == count
+    assert model.runner.function is function
+
+
+def test_onnx_file_parameter_names_the_onnx_model_and_is_checked(load_model: Loader) -> None:
+    def parameters(onnx_file: str) -> dict[str, Any]:
+        return {
+            "runtime": {"string_value": "onnxruntime"},
+            "onnx_file": {"string_value": onnx_file},
+        }
+
+    _model, utils = load_model("medcnn", parameters=parameters("model.onnx"))
+    assert any("onnxruntime" in text for level, text in utils.Logger.lines if level == "info")
+    with pytest.raises(ValueError, match=r"no model_int8\.onnx at .*; export it"):
+        load_model("medcnn", parameters=parameters("model_int8.onnx"))
+    with pytest.raises(ValueError, match="'onnx_file' must name a file in the version directory"):
+        load_model("medcnn", parameters=parameters("../model.onnx"))
+
+
+@pytest.mark.parametrize(
+    ("config", "cpus", "pools"),
+    [
+        ({}, 2, (2, 1)),
+        ({"instance_group": [{"count": 2}]}, 2, (1, 1)),
+        ({"instance_group": [{"count": 4}]}, 2, (1, 1)),
+        ({"parameters": {"intra_op_threads": {"string_value": "3"}}}, 2, (3, 1)),
+        ({"parameters": {"inter_op_threads": {"string_value": "2"}}}, 4, (4, 2)),
+    ],
+)
+def test_thread_pools_split_the_cpus_over_instances_unless_the_config_says(
+    config: dict[str, Any], cpus: int, pools: tuple[int, int]
+) -> None:
+    from medserve.triton_backend.threads import choose_thread_pools
+
+    assert choose_thread_pools(config, cpus) == pools
+
+
+@pytest.mark.parametrize("value", ["0", "two"])
+def test_a_bad_thread_pool_parameter_fails_the_load_naming_it(
+    load_model: Loader, value: str
+) -> None:
+    with pytest.raises(ValueError, match="config parameter 'intra_op_threads' must be"):
+        load_model("medcnn", parameters={"intra_op_threads": {"string_value": value}})

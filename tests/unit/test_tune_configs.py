@@ -43,7 +43,11 @@ def _local() -> mc.ModelConfig:
 def test_from_config_reads_the_exported_local_config() -> None:
     start = Candidate.from_config(_local())
     assert start.runtime == TENSORFLOW
-    assert start.max_batch_size == 32 and start.preferred == "quarters"
+    assert start.max_batch_size == 32 and start.preferred == "runtime"
+    # The start writes back the exported batching: the runtime's best batch, no delay.
+    config = start.apply(_local())
+    assert list(config.dynamic_batching.preferred_batch_size) == [4]
+    assert config.dynamic_batching.max_queue_delay_microseconds == 0
     assert start.instances == 1 and start.intra_op_threads is None
 
 
@@ -106,6 +110,9 @@ def test_preferred_policies() -> None:
     assert base.preferred_batch_sizes() == [8, 16, 32]
     assert replace(base, preferred="max").preferred_batch_sizes() == [32]
     assert replace(base, preferred="none").preferred_batch_sizes() == []
+    # "runtime" follows the runtime: TensorFlow's best batch 4, onnxruntime's 8.
+    assert replace(base, preferred="runtime").preferred_batch_sizes() == [4]
+    assert replace(base, preferred="runtime", runtime=ONNXRUNTIME).preferred_batch_sizes() == [8]
     with pytest.raises(ValueError):
         replace(base, preferred="all")
 

@@ -14,7 +14,7 @@ from tiny_export import ExportedRepo
 from tritonclient.grpc import model_config_pb2 as mc
 
 from medserve.cli import main
-from medserve.errors import VerificationError
+from medserve.errors import UsageError, VerificationError
 from medserve.repository import sha256_file
 from medserve.verify import verify_repository
 
@@ -114,8 +114,8 @@ def test_verify_catches_outputs_that_drift_from_the_recorded_ones(repo_copy: Pat
         verify_repository(repo_copy)
 
 
-def test_verify_reports_a_missing_version(exported_repo: ExportedRepo) -> None:
-    with pytest.raises(VerificationError, match=r"has no version 7 \(found \[1\]\)"):
+def test_verify_reports_a_missing_version_as_a_user_error(exported_repo: ExportedRepo) -> None:
+    with pytest.raises(UsageError, match=r"has no version 7 \(found \[1\]\)"):
         verify_repository(exported_repo.repo, version=7)
 
 
@@ -129,8 +129,15 @@ def test_cli_verify_fails_with_exit_status_1_naming_the_file(
     assert "Traceback" not in err
 
 
-def test_cli_verify_reports_a_repository_that_does_not_exist(
-    tmp_path: Path, capsys: pytest.CaptureFixture
+def test_cli_verify_exits_2_on_user_errors_and_1_on_a_failed_check(
+    tmp_path: Path, exported_repo: ExportedRepo, capsys: pytest.CaptureFixture
 ) -> None:
-    assert main(["verify", str(tmp_path / "nope")]) == 1
+    # The repository, the model name or the version named does not exist: exit 2.
+    assert main(["verify", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert main(["verify", str(exported_repo.repo), "--name", "nope"]) == 2
+    assert "pass --name" in capsys.readouterr().err
+    assert main(["verify", str(exported_repo.repo), "--version", "7"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("medserve verify: error: ") and "has no version 7" in err
+    assert "Traceback" not in err

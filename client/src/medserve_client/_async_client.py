@@ -109,14 +109,21 @@ class AsyncClient(BaseClient[AsyncTransport]):
 
     async def ready(self) -> bool:
         """True when the server is reachable and the model is ready."""
-        wire, timeout_s = self._wire(), self.endpoint.timeout.connect_s
         try:
-            return await wire.server_ready(timeout_s=timeout_s) and await wire.model_ready(
-                self.model, self.version or "", timeout_s=timeout_s
-            )
+            await self.check_ready()
         except (ServerUnavailableError, ModelNotReadyError) as exc:
             log.debug("not ready: %s", exc)
             return False
+        return True
+
+    async def check_ready(self) -> None:
+        """Probe once; raises as :meth:`Client.check_ready` does."""
+        wire, timeout_s = self._wire(), self.endpoint.timeout.connect_s
+        server_ready = await wire.server_ready(timeout_s=timeout_s)
+        if not server_ready or not await wire.model_ready(
+            self.model, self.version or "", timeout_s=timeout_s
+        ):
+            raise self._readiness_error(server_ready=server_ready)
 
     async def wait_until_ready(self, timeout_s: float = 60.0, *, poll_s: float = 0.25) -> None:
         """Wait until :meth:`ready`; raises as :meth:`Client.wait_until_ready` does."""

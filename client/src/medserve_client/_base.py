@@ -110,6 +110,17 @@ class BaseClient(Generic[TransportT]):
             return ModelNotReadyError(f"model {self.model!r} did not become ready at {where}")
         return ServerUnavailableError(f"no ready server at {where}; is tritonserver running?")
 
+    def _readiness_error(self, *, server_ready: bool) -> MedServeError:
+        """The error of a ``check_ready`` probe that found the server or the model not ready."""
+        if not server_ready:
+            return ServerUnavailableError(
+                f"the server at {self.endpoint.display_url} is not ready (still loading models?)"
+            )
+        version = f" version {self.version}" if self.version else ""
+        return ModelNotReadyError(
+            f"model {self.model!r}{version} is not ready at {self.endpoint.display_url}"
+        )
+
     def _closed_error(self) -> InvalidInputError:
         """What every call on a closed client raises (the same for both clients)."""
         return InvalidInputError(f"the client is closed; create a new {type(self).__name__}")

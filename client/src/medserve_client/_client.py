@@ -147,15 +147,29 @@ class Client(BaseClient[Transport]):
 
     def ready(self) -> bool:
         """True when the server is reachable and the model is ready; never raises for that."""
-        wire = self._wire()
-        timeout_s = self.endpoint.timeout.connect_s
         try:
-            return wire.server_ready(timeout_s=timeout_s) and wire.model_ready(
-                self.model, self.version or "", timeout_s=timeout_s
-            )
+            self.check_ready()
         except (ServerUnavailableError, ModelNotReadyError) as exc:
             log.debug("not ready: %s", exc)
             return False
+        return True
+
+    def check_ready(self) -> None:
+        """Probe once (within the connect timeout); return if ready, else raise why not.
+
+        Raises:
+            ServerUnavailableError: No server answers, or it answers that it is
+                not ready yet (still loading models).
+            ModelNotReadyError: The server is ready but the model (or the
+                pinned version) is unknown or not ready.
+        """
+        wire = self._wire()
+        timeout_s = self.endpoint.timeout.connect_s
+        server_ready = wire.server_ready(timeout_s=timeout_s)
+        if not server_ready or not wire.model_ready(
+            self.model, self.version or "", timeout_s=timeout_s
+        ):
+            raise self._readiness_error(server_ready=server_ready)
 
     def wait_until_ready(self, timeout_s: float = 60.0, *, poll_s: float = 0.25) -> None:
         """Block until :meth:`ready`, polling.

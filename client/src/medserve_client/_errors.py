@@ -25,7 +25,8 @@ Exception tree::
     ├── PermissionDeniedError          exit 8: an admin API needs the admin key (or a proxy refused)
     └── InferenceError                 exit 1: any other failure of the server or the model
 
-tritonclient and gRPC errors become these classes only in ``_transport`` (and
+Exit statuses are :class:`~medserve_client.contract.ExitStatus`, shared by every
+medserve command. tritonclient and gRPC errors become these classes only in ``_transport`` (and
 its asyncio twin) with ``raise ... from exc``, so the original is kept as
 ``__cause__`` for debugging. Messages name the model, the URL and the timeout
 where they matter; they never carry pixel data or DICOM patient attributes.
@@ -33,30 +34,32 @@ where they matter; they never carry pixel data or DICOM patient attributes.
 
 from __future__ import annotations
 
+from medserve_client._exit_status import ExitStatus
+
 
 class MedServeError(Exception):
     """Base class of every error medserve-client raises on purpose."""
 
     #: Exit status of the ``medserve-client`` command for this error.
-    exit_code: int = 1
+    exit_code: int = ExitStatus.FAILURE
 
 
 class ServerUnavailableError(MedServeError):
     """The server cannot be reached or is not live (connection refused, DNS, TLS)."""
 
-    exit_code = 3
+    exit_code = ExitStatus.UNAVAILABLE
 
 
 class ModelNotReadyError(MedServeError):
     """The server is up but the model (or that version) is unknown or not ready."""
 
-    exit_code = 4
+    exit_code = ExitStatus.MODEL_NOT_READY
 
 
 class InvalidInputError(MedServeError, ValueError):
     """The input is wrong: caught while preprocessing, or rejected by the server (400)."""
 
-    exit_code = 2
+    exit_code = ExitStatus.USAGE
 
 
 class RequestTooLargeError(InvalidInputError):
@@ -69,25 +72,25 @@ class TLSError(MedServeError):
     Not retried: the same certificates fail the same way until the settings change.
     """
 
-    exit_code = 7
+    exit_code = ExitStatus.TLS
 
 
 class PermissionDeniedError(MedServeError):
     """The server (or a proxy) refused the call: an admin API without the right admin key."""
 
-    exit_code = 8
+    exit_code = ExitStatus.PERMISSION_DENIED
 
 
 class InferenceTimeoutError(MedServeError, TimeoutError):
     """The call did not finish before its deadline (``timeout_s``)."""
 
-    exit_code = 5
+    exit_code = ExitStatus.TIMEOUT
 
 
 class ServerOverloadedError(MedServeError):
     """The dynamic batcher's queue policy rejected the request (queue full or waited too long)."""
 
-    exit_code = 6
+    exit_code = ExitStatus.OVERLOADED
 
 
 class InferenceError(MedServeError):

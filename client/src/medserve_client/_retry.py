@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from medserve_client._errors import RETRYABLE_ERRORS, InferenceTimeoutError
+from medserve_client._errors import RETRYABLE_ERRORS, InferenceTimeoutError, MedServeError
 from medserve_client._models import Retry
 
 log = logging.getLogger("medserve_client")
@@ -73,12 +73,18 @@ def call_with_retry(
         rng: Injected by tests for reproducible jitter.
     """
     number = 0
+    last: MedServeError | None = None
     while True:
         number += 1
+        if last is not None and deadline.remaining_s() <= 0.0:
+            # The backoff overshot the deadline (a busy machine): report the
+            # cause (unavailable, overloaded), not a timeout.
+            raise last
         remaining = deadline.check(what)
         try:
             return attempt(remaining)
         except RETRYABLE_ERRORS as exc:
+            last = exc
             wait_s = _next_wait(retry, number, deadline, rng)
             if wait_s is None:
                 raise
@@ -97,12 +103,18 @@ async def call_with_retry_async(
 ) -> T:
     """The asyncio twin of :func:`call_with_retry` (waits with ``asyncio.sleep``)."""
     number = 0
+    last: MedServeError | None = None
     while True:
         number += 1
+        if last is not None and deadline.remaining_s() <= 0.0:
+            # The backoff overshot the deadline (a busy machine): report the
+            # cause (unavailable, overloaded), not a timeout.
+            raise last
         remaining = deadline.check(what)
         try:
             return await attempt(remaining)
         except RETRYABLE_ERRORS as exc:
+            last = exc
             wait_s = _next_wait(retry, number, deadline, rng)
             if wait_s is None:
                 raise

@@ -11,7 +11,10 @@ Usage::
     medserve-client explain a.png b.dcm --out-dir overlays/ --class lesion
 
 Errors are one line on stderr and an exit status per error class (see
-:mod:`medserve_client.exceptions`), never a traceback. The bearer token is
+:mod:`medserve_client.exceptions`; the table every medserve command shares is
+:class:`medserve_client.contract.ExitStatus`), never a traceback: ``health``
+exits 0 when the model is ready, 3 when no server answers, 4 when the server
+answers but the model is not ready. The bearer token is
 read from ``--token`` or the ``MEDSERVE_TOKEN`` environment variable.
 """
 
@@ -28,12 +31,17 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from medserve_client._client import Client
-from medserve_client._errors import InvalidInputError, MedServeError
+from medserve_client._errors import InvalidInputError, ModelNotReadyError, ServerUnavailableError
+from medserve_client._exit_status import ExitStatus, run_command
 from medserve_client._models import DicomSource, Prediction, Window
 from medserve_client._targets import LB_POLICIES
 from medserve_client.preprocessing import is_dicom
 
 log = logging.getLogger("medserve_client")
+
+#: Where the CLI calls without --url or $MEDSERVE_URL: Triton's own gRPC port on
+#: this machine, where `make serve` (and the demo's closing command) serve.
+DEFAULT_URL = "127.0.0.1:8001"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,10 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--url",
-        default=os.environ.get("MEDSERVE_URL", "127.0.0.1:8001"),
+        default=os.environ.get("MEDSERVE_URL", DEFAULT_URL),
         help="host:port or grpc://, grpcs://, http://, https:// URL, or a gRPC target "
         "balanced per request: dns:///HOST:PORT, ipv4:ADDR:PORT,ADDR:PORT "
-        "(default: $MEDSERVE_URL or 127.0.0.1:8001)",
+        f"(default: $MEDSERVE_URL or {DEFAULT_URL})",
     )
     parser.add_argument(
         "--load-balancing",
@@ -126,40 +134,46 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None) -> 
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    try:
-        with Client(
-            args.url,
-            model=args.model,
-            version=args.model_version,
-            protocol=args.protocol,
-            timeout_s=args.timeout_s,
-            bearer_token=args.token,
-            load_balancing=args.load_balancing,
-            send_encoded=getattr(args, "encoded", False),
-        ) as client:
-            if args.command == "health":
-                return _health(client, args, out)
-            if args.command == "info":
-                return _info(client, args, out)
-            if args.command == "explain":
-                return _explain(client, args, out)
-            return _classify(client, args, out)
-    except MedServeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+    return run_command(lambda: _run(args, out), prog="medserve-client")
+
+
+def _run(args: argparse.Namespace, out: TextIO) -> int:
+    with Client(
+        args.url,
+        model=args.model,
+        version=args.model_version,
+        protocol=args.protocol,
+        timeout_s=args.timeout_s,
+        bearer_token=args.token,
+        load_balancing=args.load_balancing,
+        send_encoded=getattr(args, "encoded", False),
+    ) as client:
+        if args.command == "health":
+            return _health(client, args, out)
+        if args.command == "info":
+            return _info(client, args, out)
+        if args.command == "explain":
+            return _explain(client, args, out)
+        return _classify(client, args, out)
 
 
 def _health(client: Client, args: argparse.Namespace, out: TextIO) -> int:
-    ready = client.ready()
+    """Print the state; the status says why not ready (3: no server, 4: no model)."""
+    try:
+        client.check_ready()
+    except (ServerUnavailableError, ModelNotReadyError) as exc:
+        ready, status, reason = False, exc.exit_code, str(exc)
+    else:
+        ready, status, reason = True, ExitStatus.OK, ""
     if args.json:
         payload = {"url": client.endpoint.display_url, "model": client.model, "ready": ready}
-        print(json.dumps(payload), file=out)
+        print(json.dumps(payload if ready else {**payload, "error": reason}), file=out)
     else:
         state = "ready" if ready else "NOT ready"
         print(f"{client.endpoint.display_url} model {client.model}: {state}", file=out)
-    return 0 if ready else 1
+    if not ready:
+        print(f"medserve-client: error: {reason}", file=sys.stderr)
+    return int(status)
 
 
 def _info(client: Client, args: argparse.Namespace, out: TextIO) -> int:
@@ -213,7 +227,7 @@ def _explain(client: Client, args: argparse.Namespace, out: TextIO) -> int:
         except InvalidInputError as exc:
             if "class" in str(exc) and "does not exist" in str(exc):
                 raise  # The same for every file: stop at once.
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"medserve-client: error: {exc}", file=sys.stderr)
             status = max(status, exc.exit_code)
             continue
         target = args.out or _overlay_path(Path(path), args.out_dir)

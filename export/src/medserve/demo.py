@@ -42,7 +42,6 @@ from typing import Any
 import numpy as np
 
 from medserve.errors import MedServeError, VerificationError
-from medserve_client import MedServeError as ClientError
 from medserve_client import contract
 
 log = logging.getLogger(__name__)
@@ -152,7 +151,12 @@ def export_model_once(trained: Any, repo: Path, explanation: dict[str, Any] | No
     labels = resolve_labels(None, None, trained.record, trained.model_path)
     spec = ModelSpec(name=MODEL_NAME, labels=labels, image_size=model_image_size(model))
     result = export_model(
-        model, repo, spec, training_summary=trained.record, explanation=explanation
+        model,
+        repo,
+        spec,
+        training_summary=trained.record,
+        explanation=explanation,
+        export_inputs=_cli_export_inputs(trained.model_path, repo, labels),
     )
     print(
         f"  exported {MODEL_NAME} version {result.version} "
@@ -161,6 +165,19 @@ def export_model_once(trained: Any, repo: Path, explanation: dict[str, Any] | No
         f"  verify: {len(result.report.checks)} checks passed"
     )
     return result.version
+
+
+def _cli_export_inputs(model_path: Path, repo: Path, labels: tuple[str, ...]) -> dict[str, Any]:
+    """The record ``medserve export MODEL --repo REPO --name medcnn`` (``make export``) makes.
+
+    The demo exports with the CLI's defaults; recording what that command
+    would, ``make export`` of the same model afterwards writes nothing.
+    """
+    from medserve.cli import build_parser
+    from medserve.cli.export import export_inputs_of
+
+    argv = ["export", str(model_path), "--repo", str(repo), "--name", MODEL_NAME]
+    return export_inputs_of(build_parser()[0].parse_args(argv), labels)
 
 
 def sample_inputs(work: Path) -> list[Path]:
@@ -262,25 +279,47 @@ def run(args: argparse.Namespace) -> int:
                 burst(client, stats_client, duration_s=args.burst_s, concurrency=args.concurrency)
             finally:
                 stats_client.close()
-    print("\nserver stopped. Serve it yourself: medserve serve model_repository")
+    print(f"\nserver stopped. Serve it yourself: {serve_command(args.repo)}")
+    print(f"  then, in another shell: {_bin_dir()}/medserve-client health")
     return 0
+
+
+# Triton's standard HTTP and metrics ports, beside the client's default gRPC URL.
+_HTTP_PORT = 8000
+_METRICS_PORT = 8002
+
+
+def serve_command(repo: Path) -> str:
+    """The ``medserve serve`` command that serves ``repo`` where the client's defaults call.
+
+    ``medserve serve`` alone picks free ports; ``medserve-client`` and
+    ``Client`` without a URL call ``medserve_client.cli.DEFAULT_URL``.
+    """
+    from medserve_client.cli import DEFAULT_URL
+
+    host, _, grpc_port = DEFAULT_URL.rpartition(":")
+    return (
+        f"{_bin_dir()}/medserve serve {repo} --host {host} --grpc-port {grpc_port} "
+        f"--http-port {_HTTP_PORT} --metrics-port {_METRICS_PORT}"
+    )
+
+
+def _bin_dir() -> str:
+    """Where this Python's commands are, relative to the working directory when inside it."""
+    scripts = Path(sys.executable).parent
+    try:
+        return str(scripts.relative_to(Path.cwd()))
+    except ValueError:
+        return str(scripts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m medserve.demo``."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return run(args)
-    except MedServeError as exc:
-        print(f"demo: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except ClientError as exc:
-        print(f"demo: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("demo: interrupted", file=sys.stderr)
-        return 130
+    # The exit-status rule of every medserve command: a client error keeps its
+    # own status (3: the server went away), a bad flag or file exits 2.
+    return contract.run_command(lambda: run(args), prog="demo", errors=(MedServeError,))
 
 
 if __name__ == "__main__":

@@ -7,21 +7,26 @@ Exception tree::
     ├── VerificationError        exit 1: a written repository failed a check
     └── ServerError              exit 1: the local tritonserver failed to start or died
 
+The statuses are the table every medserve command shares
+(:class:`medserve_client.contract.ExitStatus`); errors of the client that a
+command meets (a server that does not answer: 3) keep their own.
 Messages name the file or field that was wrong and what to do; they never carry
 pixel data or patient attributes.
 """
+
+from medserve_client.contract import ExitStatus
 
 
 class MedServeError(Exception):
     """Base class of every error the medserve CLI reports without a traceback."""
 
-    exit_code: int = 1
+    exit_code: int = ExitStatus.FAILURE
 
 
 class UsageError(MedServeError):
     """The user's input is wrong: a missing file, a bad model, a bad flag value."""
 
-    exit_code = 2
+    exit_code = ExitStatus.USAGE
 
 
 class VerificationError(MedServeError):

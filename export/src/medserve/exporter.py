@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from medserve.errors import MedServeError, UsageError
 from medserve.explain.artifact import write_explain_version
+from medserve.export_inputs import CARD_KEY as EXPORT_INPUTS_KEY
 from medserve.model import check_classifier, model_image_size
 from medserve.model_card import build_model_card, write_model_card
 from medserve.model_card_render import EXPLANATION_KEY, write_card_markdown
@@ -136,6 +137,7 @@ def export_model(
     options: ServingOptions | None = None,
     formats: tuple[str, ...] = FORMATS,
     explanation: dict[str, Any] | None = None,
+    export_inputs: dict[str, Any] | None = None,
 ) -> ExportResult:
     """Export ``model`` into the Triton repository ``repo`` and verify it.
 
@@ -152,6 +154,9 @@ def export_model(
             and ``"onnx"``.
         explanation: ``medserve evaluate``'s figures (``explanation.json``) for
             the card; without them the card says "not measured".
+        export_inputs: What the export was made from
+            (:func:`medserve.export_inputs.export_inputs`), recorded in the
+            card so that the same export again can be recognised and skipped.
 
     Raises:
         UsageError: The model does not fit ``spec``, cannot be converted to
@@ -194,6 +199,8 @@ def export_model(
             "expected_io": EXPECTED_IO_FILENAME,
             "formats": [name for name in FORMATS if name in formats],
         }
+        if export_inputs is not None:
+            extra[EXPORT_INPUTS_KEY] = export_inputs
         if with_onnx:
             extra["onnx"] = write_classifier_onnx(model, cls_tmp / ONNX_FILENAME, spec)
         (cls_tmp / TEMPLATE_FILENAME).write_bytes(template)
@@ -388,4 +395,5 @@ def _options_summary(options: ServingOptions) -> dict[str, Any]:
 
     summary = asdict(options)
     summary["preferred_batch_sizes"] = list(options.preferred_batch_sizes)
+    summary["local_preferred_batch_sizes"] = list(options.local_preferred_batch_sizes)
     return summary

@@ -61,6 +61,24 @@ RUNTIMES: tuple[Runtime, ...] = ("tensorflow", "onnxruntime")
 # TensorFlow 2.21 reached 45-49 images/s at its best batch and onnxruntime 1.28
 # 27-35, in every run; see the README, "Two runtimes".
 LOCAL_RUNTIME: Runtime = "tensorflow"
+# The batch configs/local.pbtxt forms: each runtime's fastest in-process batch
+# on the 2-core development machine (README "Measure", `make bench` limit sweep
+# of 2026-11-28: TensorFlow 43 images/s at batch 1, 68 at 4, 60 at 8, 56 at 16;
+# onnxruntime's per-image cost keeps falling to batch 8). Larger batches run
+# slower per image there, so the local batcher is held at this size.
+LOCAL_PREFERRED_BATCH_SIZES: dict[Runtime, tuple[int, ...]] = {
+    "tensorflow": (4,),
+    "onnxruntime": (8,),
+}
+# Zero delay is what makes the preferred size bind under load. Triton's dynamic
+# batcher (core src/dynamic_batch_scheduler.cc, GetDynamicBatch) forms a
+# preferred size only while the oldest request has waited less than the delay;
+# past it, it sends everything queued up to max_batch_size. Saturated, every
+# queued request is past a 1 ms delay, so the batches were ~8.6 images at 16 in
+# flight (bench of 2026-11-28) whatever the preferred sizes said. With 0 the
+# batcher sends min(queued, preferred) as soon as the instance is free: batch
+# 4.0 at 16 in flight (served probe, 2026-11-29), no added wait at 1 in flight.
+LOCAL_MAX_QUEUE_DELAY_US = 0
 RUNTIME_PARAMETER = "runtime"
 PILLOW_DECODER_FILENAME = "decode_pillow.py"
 # The config names the Grad-CAM model (<name>_explain) has: those that run the
@@ -117,6 +135,10 @@ class ServingOptions:
             ``onnx-gpu``; must be writable by the server.
         local_runtime: What ``configs/local.pbtxt`` runs: ``"onnxruntime"``
             (``model.onnx``) or ``"tensorflow"`` (the SavedModel).
+        local_preferred_batch_sizes: The local config's preferred batch sizes;
+            empty means the runtime's best (:data:`LOCAL_PREFERRED_BATCH_SIZES`).
+        local_max_queue_delay_us: The local config's batcher delay (0: take
+            what is queued, up to the preferred size, at once).
     """
 
     max_queue_delay_us: int = 1000
@@ -129,6 +151,8 @@ class ServingOptions:
     tensorrt_workspace_bytes: int = 1 << 30
     trt_cache_path: str = DEFAULT_TRT_CACHE_PATH
     local_runtime: Runtime = LOCAL_RUNTIME
+    local_preferred_batch_sizes: tuple[int, ...] = ()
+    local_max_queue_delay_us: int = LOCAL_MAX_QUEUE_DELAY_US
 
     def __post_init__(self) -> None:
         if self.local_runtime not in RUNTIMES:
@@ -137,34 +161,45 @@ class ServingOptions:
             )
         if not self.trt_cache_path.startswith("/"):
             raise UsageError(f"trt_cache_path must be absolute, got {self.trt_cache_path!r}")
-        if not 0 <= self.max_queue_delay_us <= 10_000_000:
-            raise UsageError(
-                f"max_queue_delay_us must be in 0..10000000, got {self.max_queue_delay_us}"
-            )
+        for name in ("max_queue_delay_us", "local_max_queue_delay_us"):
+            if not 0 <= getattr(self, name) <= 10_000_000:
+                raise UsageError(f"{name} must be in 0..10000000, got {getattr(self, name)}")
         if self.max_queue_size < 1:
             raise UsageError(f"max_queue_size must be at least 1, got {self.max_queue_size}")
         if self.queue_timeout_us < 1:
             raise UsageError(f"queue_timeout_us must be positive, got {self.queue_timeout_us}")
         if self.gpu_instances < 1 or self.cpu_instances < 1:
             raise UsageError("gpu_instances and cpu_instances must be at least 1")
-        if any(size < 1 for size in self.preferred_batch_sizes):
-            raise UsageError(
-                f"preferred batch sizes must be positive: {self.preferred_batch_sizes}"
-            )
+        for sizes in (self.preferred_batch_sizes, self.local_preferred_batch_sizes):
+            if any(size < 1 for size in sizes):
+                raise UsageError(f"preferred batch sizes must be positive: {sizes}")
 
     def batch_sizes_for(self, max_batch_size: int) -> list[int]:
         """The preferred batch sizes to write for ``max_batch_size``."""
         if self.preferred_batch_sizes:
-            too_big = [size for size in self.preferred_batch_sizes if size > max_batch_size]
-            if too_big:
-                raise UsageError(
-                    f"preferred batch sizes {too_big} exceed max_batch_size {max_batch_size}"
-                )
-            return sorted(set(self.preferred_batch_sizes))
+            return _within(self.preferred_batch_sizes, max_batch_size)
         return sorted(
             {size for size in (max_batch_size // 4, max_batch_size // 2) if size > 0}
             | {max_batch_size}
         )
+
+    def local_batching(self, max_batch_size: int) -> tuple[list[int], int]:
+        """``(preferred batch sizes, queue delay in us)`` of ``configs/local.pbtxt``."""
+        if self.local_preferred_batch_sizes:
+            return _within(self.local_preferred_batch_sizes, max_batch_size), (
+                self.local_max_queue_delay_us
+            )
+        best = LOCAL_PREFERRED_BATCH_SIZES[self.local_runtime]
+        # A model exported with a smaller max batch is held at its max instead.
+        sizes = sorted({min(size, max_batch_size) for size in best})
+        return sizes, self.local_max_queue_delay_us
+
+
+def _within(sizes: tuple[int, ...], max_batch_size: int) -> list[int]:
+    too_big = [size for size in sizes if size > max_batch_size]
+    if too_big:
+        raise UsageError(f"preferred batch sizes {too_big} exceed max_batch_size {max_batch_size}")
+    return sorted(set(sizes))
 
 
 def classifier_config(
@@ -199,8 +234,13 @@ def classifier_config(
         label_filename=LABELS_FILENAME,
     )
     batching = config.dynamic_batching
-    batching.max_queue_delay_microseconds = options.max_queue_delay_us
-    batching.preferred_batch_size.extend(options.batch_sizes_for(spec.max_batch_size))
+    if kind == "local":
+        preferred, delay_us = options.local_batching(spec.max_batch_size)
+    else:
+        preferred = options.batch_sizes_for(spec.max_batch_size)
+        delay_us = options.max_queue_delay_us
+    batching.max_queue_delay_microseconds = delay_us
+    batching.preferred_batch_size.extend(preferred)
     policy = batching.default_queue_policy
     policy.max_queue_size = options.max_queue_size
     policy.timeout_action = mc.ModelQueuePolicy.REJECT

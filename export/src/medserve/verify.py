@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from medserve.decode_guard import REFUSAL_TEXT, png_header
-from medserve.errors import MedServeError, VerificationError
+from medserve.errors import MedServeError, UsageError, VerificationError
 from medserve.explain.artifact import check_explain_savedmodel
 from medserve.loaders import read_signature, run_eager, run_session
 from medserve.model_card import CARD_FILES, read_model_card
@@ -129,20 +129,25 @@ def verify_repository(
             the loaders are not run a second time.
 
     Raises:
+        UsageError: ``repo``, ``model_name`` or ``version`` does not exist.
         VerificationError: naming the file and what is wrong, at the first problem.
     """
+    # What the caller named does not exist: a user error (exit 2), not a
+    # repository that failed a check (exit 1).
     if not repo.is_dir():
-        raise VerificationError(f"repository {repo} does not exist or is not a directory")
+        raise UsageError(f"repository {repo} does not exist or is not a directory")
     model_dir = repo / model_name
     if not model_dir.is_dir():
-        raise VerificationError(f"no model directory {model_dir}; run `medserve export` first")
+        raise UsageError(
+            f"no model directory {model_dir}; run `medserve export` first or pass --name"
+        )
     versions = existing_versions(model_dir)
     if version is None:
         if not versions:
             raise VerificationError(f"{model_dir} has no numeric version directory")
         version = versions[-1]
     elif version not in versions:
-        raise VerificationError(f"{model_dir} has no version {version} (found {versions})")
+        raise UsageError(f"{model_dir} has no version {version} (found {versions})")
 
     report = VerifyReport(repo=repo, model_name=model_name, version=version)
 

@@ -26,6 +26,8 @@ from typing import Any
 
 from tritonclient.grpc import model_config_pb2 as mc
 
+from medserve.model_config import LOCAL_PREFERRED_BATCH_SIZES
+
 RUNTIME_PARAMETER = "runtime"
 ONNX_FILE_PARAMETER = "onnx_file"
 INTRA_OP_PARAMETER = "intra_op_threads"
@@ -33,7 +35,7 @@ INTER_OP_PARAMETER = "inter_op_threads"
 DEFAULT_ONNX_FILE = "model.onnx"
 INT8_ONNX_FILE = "model_int8.onnx"
 # How the dynamic batcher is told which batch sizes to aim for.
-PREFERRED_POLICIES = ("none", "max", "quarters")
+PREFERRED_POLICIES = ("none", "max", "quarters", "runtime")
 QUEUE_DELAYS_US = (0, 500, 2000, 8000)
 BATCH_SIZES = (8, 16, 32, 64)
 
@@ -61,7 +63,9 @@ class Candidate:
         max_batch_size: Largest batch the dynamic batcher forms.
         preferred: ``"none"`` (no preferred sizes: the batcher takes what has
             arrived), ``"max"`` (only the max batch size), ``"quarters"``
-            (max/4, max/2, max: the exporter's default).
+            (max/4, max/2, max: the exporter's default for the other
+            configs), ``"runtime"`` (the runtime's fastest in-process batch,
+            ``LOCAL_PREFERRED_BATCH_SIZES``: the local config's default).
         max_queue_delay_us: How long the batcher may hold a request to fill a batch.
         instances: Model instances (backend stub processes) on the CPU.
         intra_op_threads: Threads inside one op per instance (None: the CPUs
@@ -98,6 +102,9 @@ class Candidate:
             return []
         if self.preferred == "max":
             return [self.max_batch_size]
+        if self.preferred == "runtime":
+            best = LOCAL_PREFERRED_BATCH_SIZES[self.runtime.runtime]  # type: ignore[index]
+            return sorted({min(size, self.max_batch_size) for size in best})
         top = self.max_batch_size
         return sorted({size for size in (top // 4, top // 2) if size > 0} | {top})
 
@@ -125,7 +132,18 @@ class Candidate:
             runtime = TENSORFLOW
         sizes = sorted(config.dynamic_batching.preferred_batch_size)
         top = config.max_batch_size
-        preferred = "none" if not sizes else "max" if sizes == [top] else "quarters"
+        # Which policy writes these sizes back ("quarters" for any other list).
+        preferred = next(
+            (
+                policy
+                for policy in PREFERRED_POLICIES
+                if cls(
+                    runtime=runtime, max_batch_size=top, preferred=policy, max_queue_delay_us=0
+                ).preferred_batch_sizes()
+                == sizes
+            ),
+            "quarters",
+        )
         return cls(
             runtime=runtime,
             max_batch_size=top,

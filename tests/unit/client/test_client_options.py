@@ -100,7 +100,8 @@ def test_cli_health_and_info(monkeypatch: pytest.MonkeyPatch, fake: MockTranspor
     out = io.StringIO()
     assert cli.main(["info"], stdout=out) == 0
     assert "labels       normal, lesion" in out.getvalue()
-    assert cli.main(["--model", "nope", "health"], stdout=io.StringIO()) == 1
+    # The server answers, the model does not exist: "model not ready" (4).
+    assert cli.main(["--model", "nope", "health"], stdout=io.StringIO()) == 4
 
 
 def test_cli_errors_are_one_line_with_the_exit_status_of_their_class(
@@ -112,7 +113,8 @@ def test_cli_errors_are_one_line_with_the_exit_status_of_their_class(
     status = cli.main(["classify", "/no/such/file.png"], stdout=io.StringIO())
     err = capsys.readouterr().err
     assert status == InvalidInputError.exit_code
-    assert err.startswith("error: /no/such/file.png: no such file") and err.count("\n") == 1
+    assert err.startswith("medserve-client: error: /no/such/file.png: no such file")
+    assert err.count("\n") == 1
     status = cli.main(["classify", "x.dcm", "--window", "abc"], stdout=io.StringIO())
     assert status == 2 and "CENTER,WIDTH" in capsys.readouterr().err
 

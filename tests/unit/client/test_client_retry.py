@@ -100,6 +100,44 @@ def test_an_outage_longer_than_the_deadline_ends_with_the_typed_error_before_the
     assert clock.now <= 30.0
 
 
+def test_a_backoff_that_overshoots_the_deadline_still_ends_with_the_typed_error() -> None:
+    # A busy machine wakes the sleeper late, past the deadline: the caller must
+    # learn the cause (no server: exit 3), not a timeout (exit 5).
+    clock = FakeClock()
+
+    def late_sleep(seconds: float) -> None:
+        clock.sleep(seconds + 30.0)
+
+    async def late_async_sleep(seconds: float) -> None:
+        late_sleep(seconds)
+
+    with pytest.raises(ServerUnavailableError, match="connection refused"):
+        call_with_retry(
+            _outage(clock, until_s=1000.0),
+            retry=Retry(),
+            deadline=Deadline(30.0, clock=clock),
+            what="infer",
+            sleep=late_sleep,
+            rng=random.Random(4),
+        )
+    sync_attempt = _outage(clock, until_s=1000.0)
+
+    async def attempt(remaining_s: float) -> str:
+        return sync_attempt(remaining_s)
+
+    with pytest.raises(ServerUnavailableError, match="connection refused"):
+        asyncio.run(
+            call_with_retry_async(
+                attempt,
+                retry=Retry(),
+                deadline=Deadline(30.0, clock=clock),
+                what="infer",
+                sleep=late_async_sleep,
+                rng=random.Random(4),
+            )
+        )
+
+
 def test_the_count_limit_stays_available_as_an_option() -> None:
     for retry, attempts in [(Retry(attempts=4), 4), (Retry.coerce(2), 3), (Retry.coerce(0), 1)]:
         clock = FakeClock()

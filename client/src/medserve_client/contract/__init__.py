@@ -16,11 +16,14 @@ Usage::
 One place for the facts every caller shares: tensor names and model-name
 suffixes (what ``medserve export`` writes), parsing of Triton's model metadata
 and config (:mod:`.metadata`), and windows over Triton's statistics API
-(:mod:`.statistics`). The client, the exporter, the demo, the load tests and
-the test suite import them from here; none of them keeps a copy. Light: numpy
+(:mod:`.statistics`), and the exit statuses of every medserve command with
+the one rule that picks them (``ExitStatus``, ``run_command``). The client,
+the exporter, the demo, the load tests and the test suite import them from
+here; none of them keeps a copy. Light: numpy
 only, no tritonclient import, no TensorFlow.
 """
 
+from medserve_client._exit_status import ExitStatus, exit_status_of, run_command
 from medserve_client.contract.metadata import (
     EncodedEntry,
     ImageTarget,
@@ -72,6 +75,7 @@ __all__ = [
     "PREDICTED_CLASS",
     "PREPROCESS_SUFFIX",
     "EncodedEntry",
+    "ExitStatus",
     "ImageTarget",
     "ModelCounters",
     "ServerWindow",
@@ -79,6 +83,7 @@ __all__ = [
     "diff",
     "encoded_entry_from",
     "encoded_model",
+    "exit_status_of",
     "explain_model",
     "has_labels",
     "image_target_from",
@@ -86,6 +91,7 @@ __all__ = [
     "parse_labels",
     "parse_statistics",
     "preprocess_model",
+    "run_command",
     "settled_snapshot",
     "snapshot",
     "window",

@@ -15,7 +15,8 @@ entry-point group ``medserve.commands`` (``medserve tune`` comes from
 ``medserve-loadtest[bench]``, beside the load generator it drives), so this
 package never imports them; heavy imports (TensorFlow) happen inside ``run`` so that
 ``medserve --help`` is instant. A :class:`~medserve.errors.MedServeError` is
-printed as one line and turned into its exit status, never a traceback.
+printed as one line and turned into its exit status, never a traceback
+(``medserve_client.contract.run_command``: the table every medserve command shares).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 from medserve.errors import MedServeError
+from medserve_client.contract import run_command
 
 # Subcommand modules, in the order `medserve --help` lists them.
 SUBCOMMANDS = ("train", "export", "verify", "evaluate", "card", "serve")
@@ -77,14 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    try:
-        return int(modules[args.command].run(args))  # type: ignore[attr-defined]
-    except MedServeError as exc:
-        print(f"medserve {args.command}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"medserve {args.command}: interrupted", file=sys.stderr)
-        return 130
+    module = modules[args.command]
+    # The exit-status rule every medserve command shares (2: your input, 3: no server...).
+    return run_command(
+        lambda: int(module.run(args)),  # type: ignore[attr-defined]
+        prog=f"medserve {args.command}",
+        errors=(MedServeError,),
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,10 @@ Usage::
     medserve export my.keras --repo model_repository --version 3 --force
     medserve export my.keras --repo model_repository --formats savedmodel   # no model.onnx
 
+Exporting again what the newest version was exported from (the same model
+file, ``training.json``, labels and options) writes nothing and says so;
+``--force`` needs ``--version``.
+
 Labels come from ``--labels``, ``--labels-file`` or the ``training.json`` that
 ``medserve train`` writes next to the model, in that order. ``training.json``
 also supplies the class counts and validation metrics of the model card.
@@ -83,7 +87,20 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Export, verify, and print one line per passed check."""
+    """Export, verify, and print one line per passed check.
+
+    Writes nothing when the newest version was exported from the same model
+    file, side files and options (it is verified instead).
+
+    Raises:
+        UsageError: Bad input, or ``--force`` without ``--version``.
+    """
+    if args.force and args.version is None:
+        raise UsageError(
+            "--force replaces the version given with --version, and none was given "
+            "(without --version the export writes the next free version and replaces "
+            "nothing): add --version N to replace version N, or drop --force"
+        )
     quiet_tensorflow()
     from medserve.exporter import export_model
     from medserve.model import load_classifier, model_image_size
@@ -93,8 +110,11 @@ def run(args: argparse.Namespace) -> int:
     summary = read_training_summary(args.model)
     check_summary_describes(args.model, summary)
     explanation = read_explanation(args.model, summary)
-    model = load_classifier(args.model)
     labels = resolve_labels(args.labels, args.labels_file, summary, args.model)
+    inputs = export_inputs_of(args, labels)
+    if args.version is None and _report_unchanged(args, inputs):
+        return 0
+    model = load_classifier(args.model)
     spec = ModelSpec(
         name=args.name,
         labels=labels,
@@ -120,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         explanation=explanation,
         options=options,
         formats=formats,
+        export_inputs=inputs,
     )
     for line in result.report.lines():
         print(line)
@@ -128,6 +149,61 @@ def run(args: argparse.Namespace) -> int:
         f"(+ {result.preprocess_dir.name}, {result.ensemble_dir.name})"
     )
     return 0
+
+
+# Arguments that say where to write or what to read, not what is written: every
+# other flag (today's and any added later) is an option of the export.
+_NOT_OPTIONS = frozenset(
+    {"command", "verbose", "model", "repo", "version", "force", "labels", "labels_file"}
+)
+
+
+def export_inputs_of(args: argparse.Namespace, labels: tuple[str, ...]) -> dict[str, Any]:
+    """What an export with these arguments is made from (recorded in its model card).
+
+    The demo records the same for its export, so ``make export`` after
+    ``make demo`` finds the model unchanged.
+
+    Raises:
+        UsageError: The model file does not exist.
+    """
+    from medserve.export_inputs import export_inputs
+
+    if not args.model.is_file():
+        raise UsageError(f"model file {args.model} does not exist")
+    options = {
+        key: str(value) if isinstance(value, Path) else value
+        for key, value in vars(args).items()
+        if key not in _NOT_OPTIONS
+    }
+    return export_inputs(args.model, options=options, labels=labels)
+
+
+def _report_unchanged(args: argparse.Namespace, inputs: dict[str, Any]) -> bool:
+    """Verify and report the newest version if it holds this very export; False if none does."""
+    from medserve.errors import VerificationError
+    from medserve.export_inputs import unchanged_version
+    from medserve.verify import verify_repository
+
+    version = unchanged_version(args.repo / args.name, inputs)
+    if version is None:
+        return False
+    try:
+        report = verify_repository(args.repo, model_name=args.name, version=version)
+    except VerificationError as exc:
+        log.warning(
+            "version %d holds this export but fails verify (%s); exporting again", version, exc
+        )
+        return False
+    for line in report.lines():
+        print(line)
+    print(
+        f"unchanged: {args.name} version {version} in {args.repo} was exported from this "
+        f"model file (sha256 {inputs['model_sha256'][:12]}) with the same labels and "
+        "options; nothing written. Change an option to export a new version, or pass "
+        f"--version {version} --force to write it again."
+    )
+    return True
 
 
 def read_training_summary(model_path: Path) -> dict[str, Any] | None:

@@ -6,7 +6,8 @@ Usage::
     medserve verify model_repository --name medcnn --version 2
 
 Exit status 0 when every check passes; 1 with a message naming the file and
-the problem at the first failure.
+the problem at the first failure; 2 when the repository, the model name or the
+version given does not exist (a user error, as in every medserve command).
 """
 
 from __future__ import annotations

@@ -27,8 +27,10 @@ width x height is checked against the config parameter ``max_pixels`` before
 any pixel is decoded, and a larger image fails its request with a message
 that says so.
 
-Like ``model.py`` this file does not import ``medserve``: a model repository
-must be self-contained. Logs carry counts and reasons, never pixels.
+This file does not import ``medserve``: the ONNX deployments run it inside
+NVIDIA's Triton image, where medserve is not installed (the classifier's
+``model.py`` runs only on the local server, with the installed package). Logs
+carry counts and reasons, never pixels.
 """
 
 from __future__ import annotations
