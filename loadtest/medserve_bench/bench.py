@@ -197,7 +197,7 @@ def _payloads(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark as ``args`` say; returns the exit status."""
     from medserve.local_triton import LocalTriton
-    from medserve.triton_backend.model import available_cpus
+    from medserve.triton_backend.threads import available_cpus
 
     if not args.keras_model.is_file():
         raise FileNotFoundError(f"no Keras model {args.keras_model} for the naive peer")

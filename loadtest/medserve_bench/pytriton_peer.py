@@ -22,9 +22,12 @@ tuned config when one exists):
   and the preferred batch sizes;
 - the runtime: config parameter ``runtime`` (``tensorflow`` runs the version's
   ``model.savedmodel``, ``onnxruntime`` its ``onnx_file``, default
-  ``model.onnx``), with the thread pools medserve's backend would choose
-  (:func:`medserve.triton_backend.model.choose_thread_pools`) and one callable
-  (one session) per configured instance.
+  ``model.onnx``), loaded by medserve's backend's own runner
+  (:func:`medserve.triton_backend.runtimes.load_runner`) with the thread pools
+  the backend would choose (:func:`medserve.triton_backend.threads.choose_thread_pools`)
+  and one callable (one session) per configured instance. The callable is
+  exactly what medserve's backend runs per batch; only the serving around it
+  differs.
 
 It runs in its own process, started by :class:`PyTritonPeer`, so its callable
 does not share a GIL with the load generator. PyTriton's Python-backend stub
@@ -53,11 +56,11 @@ from typing import IO, Any
 
 import numpy as np
 
+from medserve.triton_backend.served_config import SAVEDMODEL_DIRNAME, ServedConfig
+
 log = logging.getLogger(__name__)
 
 PEER_SUFFIX = "_pytriton"
-SAVEDMODEL_DIRNAME = "model.savedmodel"
-DEFAULT_ONNX_FILE = "model.onnx"
 
 
 @dataclass(frozen=True)
@@ -65,70 +68,61 @@ class PeerSettings:
     """What the peer copies from medserve's served config.
 
     Attributes:
-        max_batch_size: The batcher's largest batch.
+        served: The config as medserve's backend reads it (runtime, ``onnx_file``,
+            tensors): the peer's callable loads the model with the backend's own
+            runner (:func:`medserve.triton_backend.runtimes.load_runner`).
+        version_dir: The model version directory the runtime loads from.
         max_queue_delay_us: How long the batcher may hold a request.
         preferred_batch_sizes: The batcher's preferred batch sizes.
-        runtime: ``tensorflow`` or ``onnxruntime``, as the config's ``runtime``.
-        artifact: The model file or directory that runtime opens.
         intra_op: Intra-op threads per instance.
         inter_op: Inter-op threads per instance.
         instances: Model instances (one callable each).
-        input_name: The image input.
-        input_dims: Its dims without the batch axis.
-        output_name: The probabilities output.
-        output_dims: Its dims without the batch axis.
+        input_dims: The image input's dims without the batch axis.
     """
 
-    max_batch_size: int
+    served: ServedConfig
+    version_dir: Path
     max_queue_delay_us: int
     preferred_batch_sizes: tuple[int, ...]
-    runtime: str
-    artifact: Path
     intra_op: int
     inter_op: int
     instances: int
-    input_name: str
     input_dims: tuple[int, ...]
-    output_name: str
-    output_dims: tuple[int, ...]
+
+    @property
+    def artifact(self) -> str:
+        """The file or directory the runtime opens, by name."""
+        runtime = self.served.runtime
+        return self.served.onnx_file if runtime == "onnxruntime" else SAVEDMODEL_DIRNAME
 
 
 def settings_from_config(config_path: Path, version_dir: Path, cpus: int) -> PeerSettings:
     """Read the batcher, runtime and threads medserve serves with from ``config_path``.
 
     Raises:
-        ValueError: The config has no dynamic batcher, or names no model file that exists.
+        ValueError: The config has no dynamic batcher, or is one the backend refuses.
     """
     from google.protobuf import json_format, text_format
     from tritonclient.grpc import model_config_pb2
 
-    from medserve.triton_backend.model import choose_thread_pools, instance_count
+    from medserve.triton_backend.threads import choose_thread_pools, instance_count
 
     config = text_format.Parse(
         config_path.read_text(encoding="utf-8"), model_config_pb2.ModelConfig()
     )
     if not config.HasField("dynamic_batching"):
         raise ValueError(f"{config_path} has no dynamic_batching: nothing for the peer to copy")
-    as_json = json_format.MessageToDict(config, preserving_proto_field_name=True)
-    intra, inter = choose_thread_pools(as_json, cpus)
-    parameters = config.parameters
-    runtime = parameters["runtime"].string_value if "runtime" in parameters else "tensorflow"
-    if runtime == "onnxruntime":
-        onnx_file = parameters["onnx_file"].string_value if "onnx_file" in parameters else ""
-        artifact = version_dir / (onnx_file or DEFAULT_ONNX_FILE)
-    else:
-        artifact = version_dir / SAVEDMODEL_DIRNAME
-    if not artifact.exists():
-        raise ValueError(f"{config_path} runs {runtime} on {artifact}, which does not exist")
+    # The JSON Triton hands the backend, so the backend's own parser reads it.
+    as_json = json_format.MessageToJson(config, preserving_proto_field_name=True)
+    served = ServedConfig.from_json(as_json)
+    intra, inter = choose_thread_pools(served.model_config, cpus)
     batching = config.dynamic_batching
     return PeerSettings(
-        max_batch_size=config.max_batch_size,
+        served=served, version_dir=version_dir,
         max_queue_delay_us=batching.max_queue_delay_microseconds,
         preferred_batch_sizes=tuple(batching.preferred_batch_size),
-        runtime=runtime, artifact=artifact, intra_op=intra, inter_op=inter,
-        instances=instance_count(as_json),
-        input_name=config.input[0].name, input_dims=tuple(config.input[0].dims),
-        output_name=config.output[0].name, output_dims=tuple(config.output[0].dims),
+        intra_op=intra, inter_op=inter, instances=instance_count(served.model_config),
+        input_dims=tuple(config.input[0].dims),
     )  # fmt: skip
 
 
@@ -136,28 +130,36 @@ def describe(settings: PeerSettings) -> str:
     """One line saying what the peer runs, for the report."""
     preferred = ",".join(str(size) for size in settings.preferred_batch_sizes) or "none"
     return (
-        f"PyTriton callable runs {settings.runtime} on {settings.artifact.name}, as medserve's "
-        f"served config does: max batch {settings.max_batch_size}, queue delay "
-        f"{settings.max_queue_delay_us} us, preferred batch sizes {preferred}, "
-        f"{settings.instances} instance(s) with intra/inter-op threads "
-        f"{settings.intra_op}/{settings.inter_op}; its own process"
+        f"PyTriton callable runs {settings.served.runtime} on {settings.artifact} with "
+        f"medserve's own backend runner and served config: max batch "
+        f"{settings.served.max_batch_size}, queue delay {settings.max_queue_delay_us} us, "
+        f"preferred batch sizes {preferred}, {settings.instances} instance(s) with "
+        f"intra/inter-op threads {settings.intra_op}/{settings.inter_op}; its own process"
     )
+
+
+def _log(level: str, message: str) -> None:
+    log.log(logging.WARNING if level == "warn" else logging.INFO, "%s", message)
 
 
 def _callable(settings: PeerSettings) -> Callable[..., dict[str, np.ndarray]]:
     """One inference callable with its own runtime session, batched by PyTriton."""
     from pytriton.decorators import batch
 
-    from medserve_bench.inprocess import open_runner
+    from medserve.triton_backend.runtimes import load_runner
 
-    runner = open_runner(settings.artifact, intra_op=settings.intra_op, inter_op=settings.inter_op)
-    warm = np.zeros((1, *settings.input_dims), dtype=np.uint8)
-    runner.run(warm)  # Traced and allocated before the server reports ready, as Triton's warm-up.
+    served = settings.served
+    runner = load_runner(served, settings.version_dir, intra_op=settings.intra_op,
+                         inter_op=settings.inter_op, log=_log)  # fmt: skip
+    (input_name, _), *_ = served.inputs
+    (output_name, _, _), *_ = served.outputs
+    # Traced and allocated before the server reports ready, as Triton's warm-up does.
+    runner.run({input_name: np.zeros((1, *settings.input_dims), dtype=np.uint8)})
 
     @batch
     def infer(**inputs: np.ndarray) -> dict[str, np.ndarray]:
-        outputs = runner.run(inputs[settings.input_name])
-        return {settings.output_name: np.asarray(outputs[settings.output_name], np.float32)}
+        outputs = runner.run({input_name: inputs[input_name]})
+        return {output_name: np.asarray(outputs[output_name], np.float32)}
 
     return infer
 
@@ -182,15 +184,15 @@ def serve(settings: PeerSettings, name: str, ports: dict[str, int], workspace: P
     # No restricted endpoints, like medserve's local server on loopback: the
     # bench reads the peer's statistics API as it reads medserve's.
     security = TritonSecurityConfig(restricted_endpoints=[])
+    (input_name, _), *_ = settings.served.inputs
+    (output_name, _, output_dims), *_ = settings.served.outputs
     with Triton(config=config, workspace=workspace, security_config=security) as triton:
         triton.bind(
             model_name=name,
             infer_func=[_callable(settings) for _ in range(settings.instances)],
-            inputs=[Tensor(name=settings.input_name, dtype=np.uint8, shape=settings.input_dims)],
-            outputs=[
-                Tensor(name=settings.output_name, dtype=np.float32, shape=settings.output_dims)
-            ],
-            config=ModelConfig(max_batch_size=settings.max_batch_size, batcher=batcher),
+            inputs=[Tensor(name=input_name, dtype=np.uint8, shape=settings.input_dims)],
+            outputs=[Tensor(name=output_name, dtype=np.float32, shape=output_dims)],
+            config=ModelConfig(max_batch_size=settings.served.max_batch_size, batcher=batcher),
             strict=True,
         )
         log.info("PyTriton peer %s: %s", name, describe(settings))
@@ -331,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from medserve.triton_backend.model import available_cpus
+    from medserve.triton_backend.threads import available_cpus
 
     settings = settings_from_config(args.config, args.version_dir, available_cpus())
     ports = {"http": args.http_port, "grpc": args.grpc_port, "metrics": args.metrics_port}

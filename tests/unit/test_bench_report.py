@@ -244,18 +244,17 @@ def test_bench_repo_serves_the_int8_config_as_a_renamed_copy_when_it_was_exporte
 def test_pytriton_peer_copies_batcher_runtime_model_file_and_threads_from_the_served_config(
     tmp_path: Path,
 ) -> None:
-    from medserve_bench.pytriton_peer import settings_from_config
+    from medserve_bench.pytriton_peer import describe, settings_from_config
 
     config = tmp_path / "local.pbtxt"
     config.write_text(_config_text("model_int8.onnx"))
-    (tmp_path / "1").mkdir()
-    (tmp_path / "1" / "model_int8.onnx").write_bytes(b"onnx")
     settings = settings_from_config(config, tmp_path / "1", cpus=2)
-    assert (settings.max_batch_size, settings.max_queue_delay_us) == (16, 2500)
+    assert (settings.served.max_batch_size, settings.max_queue_delay_us) == (16, 2500)
     assert settings.preferred_batch_sizes == (4, 8)
-    assert (settings.runtime, settings.artifact.name) == ("onnxruntime", "model_int8.onnx")
+    assert (settings.served.runtime, settings.artifact) == ("onnxruntime", "model_int8.onnx")
     assert (settings.intra_op, settings.inter_op, settings.instances) == (2, 1, 1)
-    assert (settings.input_name, settings.input_dims) == ("image", (8, 8, 3))
+    assert (settings.served.inputs[0][0], settings.input_dims) == ("image", (8, 8, 3))
+    assert "onnxruntime on model_int8.onnx" in describe(settings)
 
     config.write_text(_config_text("model_int8.onnx", batching=False))
     with pytest.raises(ValueError, match="no dynamic_batching"):
