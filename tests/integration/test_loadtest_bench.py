@@ -57,7 +57,7 @@ def test_bench_quick_measures_every_cell_and_writes_table_json_and_plot(
             sys.executable, "-m", "medserve_bench.bench", "--quick", "--repo", str(served_repo),
             "--keras-model", str(keras_model), "--work", str(tmp_path / "work"),
             "--out", str(out), "--concurrency", "1,2", "--compare-at", "2",
-            "--duration-s", "1", "--warmup-s", "0.3", "--limit-batch-sizes", "1,4",
+            "--duration-s", "2", "--warmup-s", "0.5", "--limit-batch-sizes", "1,4",
             "--limit-duration-s", "0.5", "--peer-workers", "1", "--pool-size", "8",
             "--payloads", "uint8,encoded", "--peer-concurrency", "2",
             "--pytriton-concurrency", "2,4", "--sdk-images", "8",
@@ -71,7 +71,9 @@ def test_bench_quick_measures_every_cell_and_writes_table_json_and_plot(
     assert sorted(cells) == sorted(EXPECTED_CELLS)
     for name, cell in cells.items():
         assert cell["failures"] == 0, (name, cell["first_error"])
-        assert cell["requests"] > 0, name
+        # A window of 2 s holds requests even on a loaded 2-core machine; the
+        # bench's log (each cell's rate and p50) says what happened if not.
+        assert cell["requests"] > 0, (name, done.stderr[-3000:])
         assert cell["inferences_per_s"] > 0, name
         assert cell["p50_ms"] <= cell["p99_ms"], name
     # Who used the CPUs: every cell has the load generator's and its server's
