@@ -34,11 +34,14 @@ the same tensors (its pixel pipeline still checks and passes them through).
 Decoding costs are :mod:`client/benchmarks/preprocess_bench`'s subject.
 
 Each round runs every variant once, in an order rotated from round to round
-(and reversed every other round) so drift on a shared machine favours none;
+so drift on a shared machine favours none;
 rows report medians over rounds and the ratio is the median of the per-round
-ratios (variant / baseline of the same round). The client process's CPU time
-per image is recorded beside each figure: the load generator shares the
-machine's cores with the server. Every variant's answers are compared with the
+ratios (variant / baseline of the same round). Two figures explain a ratio
+whatever the machine's load: the client process's CPU time per image (the
+load generator shares the machine's cores with the server, so client CPU is
+taken from the server), and the mean number of requests on the wire (the sum
+of the requests' round trips over the wall time; a variant that leaves
+requests unsent shows it there). Every variant's answers are compared with the
 baseline's (same probabilities within :data:`ATOL`); a mismatch raises
 :class:`~medserve_locust.validate.WrongAnswerError`, since a fast wrong answer
 measures nothing.
@@ -63,7 +66,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from medserve_client import AsyncClient, Client, ModelInfo
+from medserve_client import AsyncClient, Client, ModelInfo, Prediction
 from medserve_locust.pool import ImagePool
 from medserve_locust.validate import WrongAnswerError
 
@@ -96,6 +99,9 @@ class SdkRow:
         ratio: Median over rounds of (this / baseline of the same round); None for a baseline.
         vs_threads: The same against the thread loop (asyncio variants only).
         cpu_ms_per_image: Median CPU time of the client process per image.
+        in_flight: Median of the mean requests on the wire: the sum of every
+            request's round trip over the pass's wall time. Below
+            ``concurrency`` when the variant leaves requests unsent.
     """
 
     variant: str
@@ -105,6 +111,7 @@ class SdkRow:
     ratio: float | None
     vs_threads: float | None
     cpu_ms_per_image: float
+    in_flight: float
 
 
 @dataclass(frozen=True)
@@ -128,13 +135,14 @@ class SdkSpeedReport:
         return asdict(self)
 
     def markdown(self) -> str:
-        """A table: variant, median images/s, per round, ratio, client CPU per image."""
+        """A table: variant, median images/s, per round, ratio, client CPU, requests in flight."""
         lines = [
             f"SDK vs plain tritonclient: {self.model} at {self.url}, {self.concurrency} in "
             f"flight, {self.images} images, {self.rounds} rounds (medians)",
             "",
-            "| variant | images/s | by round | ratio | vs thread loop | client CPU ms/image |",
-            "| --- | ---: | --- | ---: | ---: | ---: |",
+            "| variant | images/s | by round | ratio | vs thread loop | client CPU ms/image "
+            "| mean in flight |",
+            "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
         ]
         for r in self.rows:
             ratio = f"{r.ratio:.2f} of {r.baseline}" if r.ratio is not None else "baseline"
@@ -142,7 +150,7 @@ class SdkSpeedReport:
             rounds = ", ".join(f"{x:.1f}" for x in r.by_round)
             lines.append(
                 f"| {r.variant} | {r.images_per_s:.1f} | {rounds} | {ratio} | {versus} "
-                f"| {r.cpu_ms_per_image:.2f} |"
+                f"| {r.cpu_ms_per_image:.2f} | {r.in_flight:.1f} |"
             )
         return "\n".join(lines) + "\n"
 
@@ -151,16 +159,24 @@ class SdkSpeedReport:
 class _Run:
     images_per_s: float
     cpu_ms_per_image: float
+    in_flight: float
     probabilities: Probabilities
 
 
+@dataclass(frozen=True)
+class _Answers:
+    """One pass's probabilities (in input order) and the sum of its requests' round trips."""
+
+    probabilities: Probabilities
+    wire_s: float
+
+
 def round_orders(variants: Sequence[str], rounds: int) -> list[tuple[str, ...]]:
-    """Each round's order: rotated by the round number, reversed on odd rounds."""
+    """Each round's order: the variants rotated by the round number (each leads in turn)."""
     orders = []
     for rnd in range(rounds):
         shift = rnd % len(variants)
-        order = tuple(variants[shift:]) + tuple(variants[:shift])
-        orders.append(order[::-1] if rnd % 2 else order)
+        orders.append(tuple(variants[shift:]) + tuple(variants[:shift]))
     return orders
 
 
@@ -204,16 +220,21 @@ class _Variants:
 
     def run(self, variant: str, images: Sequence[npt.NDArray[np.uint8]]) -> _Run:
         """Classify ``images`` with ``variant``; time and CPU of the whole pass."""
-        calls: dict[str, Callable[[Sequence[npt.NDArray[np.uint8]]], Probabilities]] = {
+        calls: dict[str, Callable[[Sequence[npt.NDArray[np.uint8]]], _Answers]] = {
             RAW_THREADS: self._raw_threads,
             SDK_BLOCKING: self._sdk_blocking,
             RAW_AIO: lambda batch: self._loop.run_until_complete(self._raw_aio(batch)),
             SDK_ASYNC: lambda batch: self._loop.run_until_complete(self._sdk_async(batch)),
         }
         cpu, wall = time.process_time(), time.perf_counter()
-        probabilities = calls[variant](images)
+        answers = calls[variant](images)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        return _Run(len(images) / wall, 1000.0 * cpu / len(images), probabilities)
+        return _Run(
+            images_per_s=len(images) / wall,
+            cpu_ms_per_image=1000.0 * cpu / len(images),
+            in_flight=answers.wire_s / wall,
+            probabilities=answers.probabilities,
+        )
 
     def _request(self, image: npt.NDArray[np.uint8], module: Any) -> tuple[list[Any], list[Any]]:
         # What a user of tritonclient writes for one image: one input, one output.
@@ -222,40 +243,48 @@ class _Variants:
         infer_input.set_data_from_numpy(batched)
         return [infer_input], [module.InferRequestedOutput(self.info.output_name)]
 
-    def _raw_threads(self, images: Sequence[npt.NDArray[np.uint8]]) -> Probabilities:
+    def _raw_threads(self, images: Sequence[npt.NDArray[np.uint8]]) -> _Answers:
         out = np.empty((len(images), self.info.num_classes), dtype=np.float32)
-        claim = _Counter(len(images))
+        claim, wire_s = _Counter(len(images)), [0.0] * self.concurrency
 
-        def worker() -> None:
+        def worker(number: int) -> None:
             for index in claim:
                 inputs, outputs = self._request(images[index], self._grpc)
+                started = time.perf_counter()
                 result = self._raw.infer(self.model, inputs, outputs=outputs)
+                wire_s[number] += time.perf_counter() - started
                 out[index] = result.as_numpy(self.info.output_name).reshape(-1)
 
         _run_threads(worker, self.concurrency)
-        return out
+        return _Answers(out, sum(wire_s))
 
-    def _sdk_blocking(self, images: Sequence[npt.NDArray[np.uint8]]) -> Probabilities:
-        predictions = self._sdk.classify_many(images, concurrency=self.concurrency)
-        return np.stack([p.probabilities for p in predictions]).astype(np.float32)
+    def _sdk_blocking(self, images: Sequence[npt.NDArray[np.uint8]]) -> _Answers:
+        return _sdk_answers(list(self._sdk.classify_many(images, concurrency=self.concurrency)))
 
-    async def _raw_aio(self, images: Sequence[npt.NDArray[np.uint8]]) -> Probabilities:
+    async def _raw_aio(self, images: Sequence[npt.NDArray[np.uint8]]) -> _Answers:
         out = np.empty((len(images), self.info.num_classes), dtype=np.float32)
-        claim = _Counter(len(images))
+        claim, wire_s = _Counter(len(images)), [0.0] * self.concurrency
 
-        async def worker() -> None:
+        async def worker(number: int) -> None:
             for index in claim:
                 inputs, outputs = self._request(images[index], self._grpc)
+                started = time.perf_counter()
                 result = await self._aio.infer(self.model, inputs, outputs=outputs)
+                wire_s[number] += time.perf_counter() - started
                 out[index] = result.as_numpy(self.info.output_name).reshape(-1)
 
-        await asyncio.gather(*(worker() for _ in range(self.concurrency)))
-        return out
+        await asyncio.gather(*(worker(number) for number in range(self.concurrency)))
+        return _Answers(out, sum(wire_s))
 
-    async def _sdk_async(self, images: Sequence[npt.NDArray[np.uint8]]) -> Probabilities:
+    async def _sdk_async(self, images: Sequence[npt.NDArray[np.uint8]]) -> _Answers:
         stream = self._async_sdk.classify_many(images, concurrency=self.concurrency)
-        rows = [p.probabilities async for p in stream]
-        return np.stack(rows).astype(np.float32)
+        return _sdk_answers([p async for p in stream])
+
+
+def _sdk_answers(predictions: list[Prediction]) -> _Answers:
+    # latency_ms is each request's round trip, timed around the transport call.
+    probabilities = np.stack([p.probabilities for p in predictions]).astype(np.float32)
+    return _Answers(probabilities, sum(p.latency_ms for p in predictions) / 1000.0)
 
 
 class _Counter:
@@ -273,16 +302,16 @@ class _Counter:
             yield index
 
 
-def _run_threads(worker: Callable[[], None], count: int) -> None:
+def _run_threads(worker: Callable[[int], None], count: int) -> None:
     errors: list[BaseException] = []
 
-    def guarded() -> None:
+    def guarded(number: int) -> None:
         try:
-            worker()
+            worker(number)
         except BaseException as exc:  # Re-raised in the caller's thread below.
             errors.append(exc)
 
-    threads = [threading.Thread(target=guarded, name=f"raw-{i}") for i in range(count)]
+    threads = [threading.Thread(target=guarded, args=(i,), name=f"raw-{i}") for i in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -368,7 +397,11 @@ def measure_sdk_rows(
             done = {variant: variant_set.run(variant, work) for variant in order}
             for variant in order:
                 _check_same(variant, done[variant].probabilities, done[RAW_THREADS].probabilities)
-                log.info("round %d %-26s %8.1f images/s", rnd, variant, done[variant].images_per_s)
+                run_ = done[variant]
+                log.info(
+                    "round %d %-26s %8.1f images/s  %.2f CPU ms/image  %.1f in flight",
+                    rnd, variant, run_.images_per_s, run_.cpu_ms_per_image, run_.in_flight,
+                )  # fmt: skip
             runs.append(done)
     finally:
         variant_set.close()
@@ -398,6 +431,7 @@ def _row(variant: str, runs: list[dict[str, _Run]]) -> SdkRow:
         ratio=ratio_to(baseline),
         vs_threads=ratio_to(RAW_THREADS) if variant in (RAW_AIO, SDK_ASYNC) else None,
         cpu_ms_per_image=statistics.median(r[variant].cpu_ms_per_image for r in runs),
+        in_flight=statistics.median(r[variant].in_flight for r in runs),
     )
 
 

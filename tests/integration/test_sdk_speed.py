@@ -41,6 +41,8 @@ def test_measure_sdk_rows_measures_every_variant_every_round_with_right_answers(
         assert len(row.by_round) == 2
         assert all(rate > 0 for rate in row.by_round)
         assert row.cpu_ms_per_image > 0
+        # Round trips overlap at most `concurrency` deep: a bound, not a timing.
+        assert 0 < row.in_flight <= report.concurrency * 1.001
         assert row.images_per_s == pytest.approx(float(np.median(row.by_round)))
     blocking, asynchronous = report.row(sdk_speed.SDK_BLOCKING), report.row(sdk_speed.SDK_ASYNC)
     assert blocking.baseline == sdk_speed.RAW_THREADS and blocking.ratio is not None

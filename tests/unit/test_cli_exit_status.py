@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from medserve.errors import MedServeError, ServerError, UsageError, Verification
 from medserve.ports import free_ports
 from medserve_client import exceptions
 from medserve_client.contract import ExitStatus, exit_status_of, run_command
+from medserve_client.testing import MockTransport
 
 CLIENT_COMMANDS = (
     ["health"],
@@ -192,3 +194,50 @@ def _env_url() -> str | None:
     import os
 
     return os.environ.get("MEDSERVE_URL")
+
+
+class _LoadingServer(MockTransport):
+    """A fake server that answers but is not ready yet (models loading)."""
+
+    def server_ready(self, *, timeout_s: float) -> bool:
+        return False
+
+
+def test_check_ready_says_which_is_missing_in_both_clients() -> None:
+    import asyncio
+
+    from medserve_client import AsyncClient, Client
+    from medserve_client.testing import AsyncMockTransport
+
+    with Client("127.0.0.1:8001", transport=MockTransport()) as client:
+        client.check_ready()
+    with Client("127.0.0.1:8001", model="nope", transport=MockTransport()) as client:
+        with pytest.raises(exceptions.ModelNotReadyError, match="'nope' is not ready"):
+            client.check_ready()
+        assert client.ready() is False
+    loading = Client("127.0.0.1:8001", transport=_LoadingServer())
+    with loading, pytest.raises(exceptions.ServerUnavailableError, match="not ready"):
+        loading.check_ready()
+
+    async def probe(model: str, transport: Any) -> None:
+        async with AsyncClient("127.0.0.1:8001", model=model, transport=transport) as client:
+            await client.check_ready()
+
+    asyncio.run(probe("medcnn", AsyncMockTransport()))
+    with pytest.raises(exceptions.ModelNotReadyError):
+        asyncio.run(probe("nope", AsyncMockTransport()))
+    with pytest.raises(exceptions.ServerUnavailableError):
+        asyncio.run(probe("medcnn", AsyncMockTransport(_LoadingServer())))
+
+
+def test_health_of_a_server_still_loading_exits_3(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from medserve_client import cli
+
+    real = cli.Client
+    monkeypatch.setattr(cli, "Client", lambda *a, **k: real(*a, transport=_LoadingServer(), **k))
+    out = io.StringIO()
+    assert cli.main(["health", "--json"], stdout=out) == ExitStatus.UNAVAILABLE
+    assert '"ready": false' in out.getvalue()
+    assert "still loading" in capsys.readouterr().err

@@ -68,7 +68,7 @@ def test_another_option_label_or_model_file_does_not_match_the_exported_version(
     exported_repo: ExportedRepo, tmp_path: Path, change: tuple[str, ...]
 ) -> None:
     from medserve.cli import build_parser
-    from medserve.cli.export import _export_inputs
+    from medserve.cli.export import export_inputs_of
     from medserve.export_inputs import unchanged_version
 
     model_path = exported_repo.model_path
@@ -81,12 +81,12 @@ def test_another_option_label_or_model_file_does_not_match_the_exported_version(
         change = ()
     argv = _export_argv(exported_repo, exported_repo.repo)
     labels = ("normal", "nodule", "effusion")
-    same = _export_inputs(build_parser()[0].parse_args(argv), labels)
+    same = export_inputs_of(build_parser()[0].parse_args(argv), labels)
     assert unchanged_version(exported_repo.repo / "medcnn", same) == 1
     argv[1] = str(model_path)
     args = build_parser()[0].parse_args([*argv, *change])
     changed_labels = tuple(args.labels.split(",")) if args.labels else labels
-    other = _export_inputs(args, changed_labels)
+    other = export_inputs_of(args, changed_labels)
     if model_path == exported_repo.model_path:
         assert other["model_sha256"] == same["model_sha256"]
     assert unchanged_version(exported_repo.repo / "medcnn", other) is None
@@ -101,3 +101,25 @@ def test_force_without_version_is_a_user_error_with_a_hint(
     assert err.startswith("medserve export: error: --force replaces the version given")
     assert "add --version N" in err and err.count("\n") == 1
     assert file_checksums(repo_copy) == before
+
+
+def test_make_export_after_the_demos_export_of_the_same_model_writes_nothing(
+    exported_repo: ExportedRepo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from types import SimpleNamespace
+
+    from medserve.demo import export_model_once
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("model.keras", "training.json"):
+        shutil.copy(exported_repo.model_path.parent / name, folder)
+    record = json.loads((folder / "training.json").read_text())
+    repo = tmp_path / "model_repository"
+    trained = SimpleNamespace(record=record, model_path=folder / "model.keras")
+    assert export_model_once(trained, repo) == 1
+    # What `make export` runs (Makefile: medserve export MODEL --repo REPO --name MODEL).
+    argv = ["export", str(folder / "model.keras"), "--repo", str(repo), "--name", "medcnn"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("unchanged: medcnn version 1")
+    assert existing_versions(repo / "medcnn") == [1]

@@ -7,12 +7,16 @@ checked in cells run, never in wall-clock time.
 
 from __future__ import annotations
 
+import itertools
+import json
 import random
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from medserve_bench.tune.report import write_report
 from medserve_bench.tune.search import (
     CONFIRM,
     SCREEN,
@@ -179,7 +183,7 @@ def test_a_tiny_budget_stops_early_and_still_names_the_best_measured() -> None:
     bench = FakeBench(clock, switch_s=5.0)
     # Start (no switch): 4 s a cell; each other candidate 9 s. 20 s fit the
     # start and one switch (13 s); the next (9 s more) does not.
-    result = _run(bench, clock, budget_s=20.0, screen_s=3.0)
+    result = _run(bench, clock, budget_s=20.0, screen_s=3.0, confirm_share=0.0)
     assert result.stopped_early and "left" in (result.stop_reason or "")
     assert len(result.cells) == 2
     assert result.best == replace(START, runtime=ONNXRUNTIME)
@@ -193,10 +197,27 @@ def test_the_budget_counts_the_reserve_and_never_overspends() -> None:
     for budget_s in (5.0, 30.0, 77.0, 300.0):
         clock = FakeClock()
         bench = FakeBench(clock)
-        result = _run(bench, clock, budget_s=budget_s, reserve_s=4.0)
+        result = _run(bench, clock, budget_s=budget_s, reserve_s=4.0, confirm_share=0.0)
         assert clock.now <= budget_s - 4.0
         assert result.stopped_early == (len(bench.calls) < len(full.calls))
         assert bench.calls == full.calls[: len(bench.calls)]  # The same search, cut short.
+
+
+def test_screening_leaves_confirmation_its_share_of_the_budget() -> None:
+    clock = FakeClock()
+    full = FakeBench(clock)
+    _run(full, clock, confirm_rounds=0)
+    screening_s = clock.now
+    # Half the screening fits in the screening share; confirmation still runs.
+    budget_s = screening_s / 2 / (1 - 0.4)
+    clock = FakeClock()
+    bench = FakeBench(clock)
+    result = _run(bench, clock, budget_s=budget_s, confirm_share=0.4, confirm_s=3.0)
+    screened = [c for c in result.cells if c.stage == SCREEN]
+    assert 0 < len(screened) < len(full.calls)
+    assert [c for c in result.cells if c.stage == CONFIRM]
+    assert clock.now <= budget_s
+    assert result.best is not None and result.cells_of(result.best, CONFIRM)
 
 
 def test_nothing_measured_means_no_best() -> None:
@@ -220,6 +241,22 @@ def test_confirmation_halves_the_finalists_and_decides_on_the_median() -> None:
     merged = confirmed_cells(cells)
     assert len(merged) == 1 and merged[0].round == 3
     assert merged[0].images_per_s == sorted(c.images_per_s for c in cells)[1]
+
+
+def test_each_confirmation_round_starts_with_the_candidate_still_served() -> None:
+    clock = FakeClock()
+    bench = FakeBench(clock)
+    result = _run(bench, clock, finalists=3, confirm_rounds=3)
+    confirm = [c for c in result.cells if c.stage == CONFIRM]
+    starts = [b for a, b in itertools.pairwise(confirm) if a.round != b.round]
+    assert len(starts) == 2
+    checked = 0
+    for a, b in itertools.pairwise(confirm):
+        next_round = {c.candidate for c in confirm if c.round == b.round}
+        if a.round != b.round and a.candidate in next_round:
+            assert b.candidate == a.candidate  # A new round begins without a switch.
+            checked += 1
+    assert checked >= 1  # Rounds 1 and 2 keep the same two finalists.
 
 
 def test_confirmation_cells_are_longer_than_screening_cells() -> None:
@@ -271,3 +308,30 @@ def test_plan_and_budget_refuse_nonsense() -> None:
         Plan(screen_s=0)
     with pytest.raises(ValueError):
         Budget(0)
+
+
+def test_report_has_a_row_per_cell_the_finalists_medians_and_a_plot(tmp_path: Path) -> None:
+    clock = FakeClock()
+    result = _run(FakeBench(clock), clock, budget_s=120.0, finalists=2, confirm_rounds=2)
+    meta = {"model": "medcnn", "repo": "repo", "concurrency": [16], "budget_s": 120.0}
+    paths = write_report(tmp_path, result, objective=Objective(p99_ratio=3.0), meta=meta)
+    markdown = paths["markdown"].read_text()
+    rows = [line for line in markdown.splitlines() if line.startswith("| ") and "---" not in line]
+    table_rows = [r for r in rows if not r.startswith("| config ")]
+    confirmed = sum(len(confirmed_cells(result.cells_of(c))) for c in result.finalists)
+    assert len(table_rows) == len(result.cells) + confirmed
+    assert result.best is not None and f"**Best: `{result.best.label}`**" in markdown
+    document = json.loads(paths["json"].read_text())
+    assert document["cells_run"] == len(result.cells) == len(document["cells"])
+    assert document["best"]["label"] == result.best.label
+    assert document["stopped_early"] is result.stopped_early
+    assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_says_when_nothing_was_measured(tmp_path: Path) -> None:
+    clock = FakeClock()
+    result = _run(FakeBench(clock), clock, budget_s=1.0)
+    meta = {"model": "medcnn", "repo": "repo", "concurrency": [16], "budget_s": 1.0}
+    paths = write_report(tmp_path, result, objective=Objective(), meta=meta)
+    assert "No configuration could be measured" in paths["markdown"].read_text()
+    assert json.loads(paths["json"].read_text())["best"] is None

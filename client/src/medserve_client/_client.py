@@ -296,11 +296,12 @@ class Client(BaseClient[Transport]):
     ) -> Iterator[Prediction]:
         """Classify a stream of inputs, one request each, ``concurrency`` in flight.
 
-        Results come in input order. At most ``concurrency`` inputs are read,
-        preprocessed or in flight at once (backpressure: a slow server slows
-        the reading of ``inputs``). Concurrent single-image requests are what
-        lets Triton's dynamic batcher form batches. Closing the iterator early
-        cancels what has not started.
+        Results come in input order. ``concurrency`` requests are in flight,
+        and at most ``2 * concurrency`` inputs are read ahead of the results
+        handed out (backpressure: a slow server or a slow consumer slows the
+        reading of ``inputs``). Concurrent single-image requests are what lets
+        Triton's dynamic batcher form batches. Closing the iterator early
+        stops the reading and waits for the requests already sent.
         """
         _core.check_top_k(top_k)
         check_concurrency(concurrency)

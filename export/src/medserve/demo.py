@@ -151,7 +151,12 @@ def export_model_once(trained: Any, repo: Path, explanation: dict[str, Any] | No
     labels = resolve_labels(None, None, trained.record, trained.model_path)
     spec = ModelSpec(name=MODEL_NAME, labels=labels, image_size=model_image_size(model))
     result = export_model(
-        model, repo, spec, training_summary=trained.record, explanation=explanation
+        model,
+        repo,
+        spec,
+        training_summary=trained.record,
+        explanation=explanation,
+        export_inputs=_cli_export_inputs(trained.model_path, repo, labels),
     )
     print(
         f"  exported {MODEL_NAME} version {result.version} "
@@ -160,6 +165,19 @@ def export_model_once(trained: Any, repo: Path, explanation: dict[str, Any] | No
         f"  verify: {len(result.report.checks)} checks passed"
     )
     return result.version
+
+
+def _cli_export_inputs(model_path: Path, repo: Path, labels: tuple[str, ...]) -> dict[str, Any]:
+    """The record ``medserve export MODEL --repo REPO --name medcnn`` (``make export``) makes.
+
+    The demo exports with the CLI's defaults; recording what that command
+    would, ``make export`` of the same model afterwards writes nothing.
+    """
+    from medserve.cli import build_parser
+    from medserve.cli.export import export_inputs_of
+
+    argv = ["export", str(model_path), "--repo", str(repo), "--name", MODEL_NAME]
+    return export_inputs_of(build_parser()[0].parse_args(argv), labels)
 
 
 def sample_inputs(work: Path) -> list[Path]:

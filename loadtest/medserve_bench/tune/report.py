@@ -159,7 +159,8 @@ def plot(path: Path, result: SearchResult, objective: Objective) -> None:
     ax.set_yscale("log")
     ax.set_title("medserve tune: throughput against p99, one point per cell")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    if measured:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

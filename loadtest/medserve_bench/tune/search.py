@@ -23,7 +23,10 @@ drives the local Triton; the unit tests pass a fake). Two stages:
 
 The budget is hard: before a cell starts, its estimated cost (a config switch
 when the candidate is not the loaded one, warm-up, the measured seconds) must
-fit in what is left, else the search stops and reports what it has.
+fit in what is left, else the search stops and reports what it has. Screening
+leaves ``confirm_share`` of the budget (35 %) to confirmation: when a
+screening cell would eat into it, the dimensions not yet screened are skipped
+and the finalists are confirmed (the report says where it stopped).
 
 Objective: a cell is *feasible* when no request failed and its p99 is at most
 ``p99_ratio`` times its p50 (the issue's bound: p99 <= 3x p50), and at most
@@ -184,6 +187,9 @@ class Plan:
         finalists: Candidates taken into confirmation.
         confirm_rounds: Confirmation rounds at most.
         reserve_s: Seconds kept back for writing the results and stopping the server.
+        confirm_share: Share of the budget screening leaves to confirmation:
+            when screening would eat into it, the remaining dimensions are
+            skipped (the report says so) and the finalists are confirmed.
     """
 
     concurrency: tuple[int, ...] = (16, 32)
@@ -192,6 +198,7 @@ class Plan:
     finalists: int = 3
     confirm_rounds: int = 3
     reserve_s: float = 15.0
+    confirm_share: float = 0.35
 
     def __post_init__(self) -> None:
         if not self.concurrency or min(self.concurrency) < 1:
@@ -200,6 +207,8 @@ class Plan:
             raise ValueError("durations and finalists must be positive")
         if self.confirm_rounds < 0 or self.reserve_s < 0:
             raise ValueError("confirm_rounds and reserve_s must not be negative")
+        if not 0 <= self.confirm_share < 1:
+            raise ValueError(f"confirm_share must be in [0, 1), got {self.confirm_share}")
 
 
 @dataclass
@@ -258,15 +267,22 @@ class _Search:
         self.bench, self.plan, self.budget, self.objective = bench, plan, budget, objective
         self.result = SearchResult()
 
-    def run_candidate(self, candidate: Candidate, stage: str, rnd: int) -> None:
-        """Measure ``candidate`` at every level; _BudgetSpentError when a cell cannot fit."""
+    def run_candidate(
+        self, candidate: Candidate, stage: str, rnd: int, *, keep_s: float = 0.0
+    ) -> None:
+        """Measure ``candidate`` at every level; _BudgetSpentError when a cell cannot fit.
+
+        ``keep_s`` more seconds must stay left after the cell (screening keeps
+        confirmation's share).
+        """
         duration = self.plan.screen_s if stage == SCREEN else self.plan.confirm_s
         for level in self.plan.concurrency:
             cost = self.bench.estimate_s(candidate, duration)
-            if not self.budget.fits(cost + self.plan.reserve_s):
+            if not self.budget.fits(cost + self.plan.reserve_s + keep_s):
+                kept = f" and {keep_s:.0f} s kept for confirmation" if keep_s else ""
                 raise _BudgetSpentError(
-                    f"{self.budget.remaining_s():.0f} s left, the next cell needs about "
-                    f"{cost:.0f} s plus {self.plan.reserve_s:.0f} s reserve"
+                    f"{stage}: {self.budget.remaining_s():.0f} s left, the next cell needs about "
+                    f"{cost:.0f} s plus {self.plan.reserve_s:.0f} s reserve{kept}"
                 )
             cell = self.bench.measure(candidate, level, duration)
             cell = replace(cell, stage=stage, round=rnd)
@@ -290,13 +306,14 @@ class _Search:
         return self.objective.rank_key(confirmed_cells(cells) if stage == CONFIRM else cells)
 
     def screen(self, dims: Sequence[Dimension], start: Candidate) -> None:
+        keep_s = self.plan.confirm_share * self.budget.total_s if self.plan.confirm_rounds else 0.0
         current = start
         for dim in dims:
             # The current value first: on a tie it stays (max keeps the first).
             tried = [current, *(c for c in dim.candidates(current) if c != current)]
             for candidate in tried:
                 if not self.result.cells_of(candidate, SCREEN):
-                    self.run_candidate(candidate, SCREEN, 0)
+                    self.run_candidate(candidate, SCREEN, 0, keep_s=keep_s)
             current = max(tried, key=lambda c: self.key(c, SCREEN))
             log.info("screened %s: best %s", dim.name, current.label)
 
@@ -305,12 +322,27 @@ class _Search:
         alive = [c for c in ranked if not any(x.error for x in self.result.cells_of(c))]
         alive = alive[: self.plan.finalists]
         self.result.finalists = list(alive)
+        if not alive:
+            return
         for rnd in range(self.plan.confirm_rounds):
             shift = rnd % len(alive)
-            for candidate in alive[shift:] + alive[:shift]:
+            order = alive[shift:] + alive[:shift]
+            # The one still served goes first (no switch); the rest rotate.
+            cheapest = min(order, key=lambda c: self.bench.estimate_s(c, self.plan.confirm_s))
+            order.remove(cheapest)
+            for candidate in [cheapest, *order]:
                 self.run_candidate(candidate, CONFIRM, rnd)
             alive.sort(key=lambda c: self.key(c, CONFIRM), reverse=True)
             alive = alive[: max(2, -(-len(alive) // 2))]
+
+    def until_spent(self, step: Callable[[], None]) -> None:
+        """Run ``step`` until it ends or the budget stops it (recorded in the result)."""
+        try:
+            step()
+        except _BudgetSpentError as stop:
+            self.result.stopped_early = True
+            self.result.stop_reason = str(stop)
+            log.warning("budget: stopping early (%s)", stop)
 
     def choose(self) -> Candidate | None:
         confirmed = [c for c in self.result.candidates() if self.result.cells_of(c, CONFIRM)]
@@ -336,12 +368,9 @@ def search(
     None only when no candidate was measured successfully.
     """
     run = _Search(bench, plan, budget, objective)
-    try:
-        run.screen(dims, start)
-        run.confirm()
-    except _BudgetSpentError as stop:
-        run.result.stopped_early = True
-        run.result.stop_reason = str(stop)
-        log.warning("budget: stopping early (%s)", stop)
+    # Screening cut short by confirmation's share still leaves the finalists
+    # their rounds; the reason of the last stop is reported.
+    run.until_spent(lambda: run.screen(dims, start))
+    run.until_spent(run.confirm)
     run.result.best = run.choose()
     return run.result

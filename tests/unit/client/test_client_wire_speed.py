@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ import pytest
 from medserve_client import AsyncClient
 from medserve_client._core import stack_batch
 from medserve_client._inputs import ready_tensors
+from medserve_client._pipeline import ordered_map
 from medserve_client.testing import AsyncMockTransport, MockTransport
 
 SIZE = (16, 16)
@@ -115,3 +117,83 @@ def test_one_image_becomes_a_batch_of_one_without_a_copy() -> None:
     assert several.shape == (2, *SIZE, 3)
     assert not np.shares_memory(several, image)
     assert np.array_equal(stack_batch([image], batched=False), image)
+
+
+def counted(n: int, consumed: list[int]) -> Iterator[int]:
+    """``0 .. n-1``, noting in ``consumed`` each value as it is read."""
+    for value in range(n):
+        consumed.append(value)
+        yield value
+
+
+def test_ordered_map_threads_take_the_next_input_without_waiting_for_the_consumer() -> None:
+    # Input 0 is held until input 3 has been processed: with two threads, the
+    # second must take inputs 1, 2 and 3 itself while the consumer still waits
+    # for input 0 (a pool fed by the consumer's thread would stall at input 1).
+    third_done = threading.Event()
+
+    def call(item: int, index: int) -> int:
+        if index == 0:
+            assert third_done.wait(timeout=30), "input 3 never started while input 0 ran"
+        if index == 3:
+            third_done.set()
+        return item * 10
+
+    assert list(ordered_map(call, range(6), concurrency=2)) == [0, 10, 20, 30, 40, 50]
+
+
+def test_ordered_map_reads_at_most_twice_its_concurrency_ahead_of_the_consumer() -> None:
+    consumed: list[int] = []
+
+    results = []
+    for result in ordered_map(lambda item, index: item, counted(30, consumed), concurrency=3):
+        results.append(result)
+        assert len(consumed) <= len(results) + 2 * 3
+    assert results == list(range(30))
+
+
+def test_ordered_map_raises_each_error_at_its_input_and_stops_reading() -> None:
+    consumed: list[int] = []
+
+    def call(item: int, index: int) -> int:
+        if item == 5:
+            raise ValueError("input 5 is bad")
+        return item
+
+    stream = ordered_map(call, counted(100, consumed), concurrency=2)
+    assert [next(stream) for _ in range(5)] == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="input 5"):
+        next(stream)
+    with pytest.raises(StopIteration):  # The error ends the stream and its threads.
+        next(stream)
+    assert len(consumed) <= 5 + 1 + 2 * 2
+
+
+def test_ordered_map_raises_the_sources_own_error_after_the_inputs_before_it() -> None:
+    def source() -> Any:
+        yield 1
+        yield 2
+        raise OSError("the disk went away")
+
+    stream = ordered_map(lambda item, index: item, source(), concurrency=4)
+    assert [next(stream), next(stream)] == [1, 2]
+    with pytest.raises(OSError, match="disk"):
+        next(stream)
+
+
+def test_closing_ordered_map_early_stops_reading_and_waits_for_running_calls() -> None:
+    finished: list[int] = []
+
+    def call(item: int, index: int) -> int:
+        finished.append(item)
+        return item
+
+    consumed: list[int] = []
+
+    stream = ordered_map(call, counted(1000, consumed), concurrency=2)
+    assert next(stream) == 0
+    stream.close()
+    read = len(consumed)
+    assert read <= 1 + 2 * 2
+    assert sorted(finished) == list(range(len(finished)))
+    assert len(consumed) == read  # No thread reads on after close.

@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     check_summary_describes(args.model, summary)
     explanation = read_explanation(args.model, summary)
     labels = resolve_labels(args.labels, args.labels_file, summary, args.model)
-    inputs = _export_inputs(args, labels)
+    inputs = export_inputs_of(args, labels)
     if args.version is None and _report_unchanged(args, inputs):
         return 0
     model = load_classifier(args.model)
@@ -158,7 +158,15 @@ _NOT_OPTIONS = frozenset(
 )
 
 
-def _export_inputs(args: argparse.Namespace, labels: tuple[str, ...]) -> dict[str, Any]:
+def export_inputs_of(args: argparse.Namespace, labels: tuple[str, ...]) -> dict[str, Any]:
+    """What an export with these arguments is made from (recorded in its model card).
+
+    The demo records the same for its export, so ``make export`` after
+    ``make demo`` finds the model unchanged.
+
+    Raises:
+        UsageError: The model file does not exist.
+    """
     from medserve.export_inputs import export_inputs
 
     if not args.model.is_file():
