@@ -131,7 +131,7 @@ loadtest: $(STAMP) ## Headless locust on $(REPO) (or HOST=grpc://...): summary.j
 # configs/tuned.pbtxt for every model of $(REPO) (make bench then serves it)
 # and the report $(WORK)/tune/tune.{json,md,png}. TUNE_ARGS passes options on.
 TUNE_ARGS ?=
-tune: $(STAMP) ## Tune the local config under load (<= 8 min): configs/tuned.pbtxt + $(WORK)/tune/
+tune: $(STAMP) ## Tune the local config under load (<= 8 min): configs/tuned.pbtxt, report in work/tune/
 	$(loadtest_model)
 	$(BIN)/medserve tune $(REPO) --model $(MODEL) --out $(WORK)/tune $(TUNE_ARGS)
 
