@@ -256,3 +256,14 @@ def test_readme_merge_recipe_keeps_an_installed_adapters_rules_and_adds_ours(
     # The chart's default rules stay on, and their Prometheus stays theirs.
     assert merged["rules"]["default"] is True
     assert merged["prometheus"] == current["prometheus"]
+
+
+def test_readme_shows_the_example_kustomization_as_it_is() -> None:
+    blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+    shown = [yaml.safe_load(b) for b in blocks if "kind: Kustomization" in b and "patches" in b]
+    example = yaml.safe_load((K8S_DIR / "examples" / "gpu-tls" / "kustomization.yaml").read_text())
+    assert shown == [example]
+    # ...and the client-image block is the component's own images entry.
+    (images,) = [yaml.safe_load(b) for b in blocks if b.startswith("images:")]
+    assert images["images"][0]["name"] == CLIENT_IMAGE
+    assert images["images"][0]["newTag"] == client_image_setting()["newTag"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -118,6 +119,13 @@ def test_one_image_becomes_a_batch_of_one_without_a_copy() -> None:
     assert np.array_equal(stack_batch([image], batched=False), image)
 
 
+def counted(n: int, consumed: list[int]) -> Iterator[int]:
+    """``0 .. n-1``, noting in ``consumed`` each value as it is read."""
+    for value in range(n):
+        consumed.append(value)
+        yield value
+
+
 def test_ordered_map_threads_take_the_next_input_without_waiting_for_the_consumer() -> None:
     # Input 0 is held until input 3 has been processed: with two threads, the
     # second must take inputs 1, 2 and 3 itself while the consumer still waits
@@ -137,13 +145,8 @@ def test_ordered_map_threads_take_the_next_input_without_waiting_for_the_consume
 def test_ordered_map_reads_at_most_twice_its_concurrency_ahead_of_the_consumer() -> None:
     consumed: list[int] = []
 
-    def source() -> Any:
-        for value in range(30):
-            consumed.append(value)
-            yield value
-
     results = []
-    for result in ordered_map(lambda item, index: item, source(), concurrency=3):
+    for result in ordered_map(lambda item, index: item, counted(30, consumed), concurrency=3):
         results.append(result)
         assert len(consumed) <= len(results) + 2 * 3
     assert results == list(range(30))
@@ -152,21 +155,18 @@ def test_ordered_map_reads_at_most_twice_its_concurrency_ahead_of_the_consumer()
 def test_ordered_map_raises_each_error_at_its_input_and_stops_reading() -> None:
     consumed: list[int] = []
 
-    def source() -> Any:
-        for value in range(100):
-            consumed.append(value)
-            yield value
-
     def call(item: int, index: int) -> int:
         if item == 5:
             raise ValueError("input 5 is bad")
         return item
 
-    stream = ordered_map(call, source(), concurrency=2)
+    stream = ordered_map(call, counted(100, consumed), concurrency=2)
     assert [next(stream) for _ in range(5)] == [0, 1, 2, 3, 4]
     with pytest.raises(ValueError, match="input 5"):
         next(stream)
-    assert len(consumed) <= 5 + 1 + 2 * 2  # Nothing more is read after the error.
+    with pytest.raises(StopIteration):  # The error ends the stream and its threads.
+        next(stream)
+    assert len(consumed) <= 5 + 1 + 2 * 2
 
 
 def test_ordered_map_raises_the_sources_own_error_after_the_inputs_before_it() -> None:
@@ -182,22 +182,15 @@ def test_ordered_map_raises_the_sources_own_error_after_the_inputs_before_it() -
 
 
 def test_closing_ordered_map_early_stops_reading_and_waits_for_running_calls() -> None:
-    running = threading.Event()
     finished: list[int] = []
 
     def call(item: int, index: int) -> int:
-        running.set()
         finished.append(item)
         return item
 
     consumed: list[int] = []
 
-    def source() -> Any:
-        for value in range(1000):
-            consumed.append(value)
-            yield value
-
-    stream = ordered_map(call, source(), concurrency=2)
+    stream = ordered_map(call, counted(1000, consumed), concurrency=2)
     assert next(stream) == 0
     stream.close()
     read = len(consumed)
