@@ -145,8 +145,9 @@ def _causes(
         causes["served_vs_limit"] = (
             f"medserve@{best['concurrency']}: server {_ms(best.get('server_cpu_ms_per_image'))} "
             f"ms CPU/image vs {_ms(runtime.get('cpu_ms_per_image'))} in process "
-            f"({limit.get('best_runtime')}, batch {limit.get('best_batch_size')}); cores "
-            f"client+server+other {_cores(best)} of {cpus or '?'}"
+            f"({limit.get('best_runtime')}, batch {limit.get('best_batch_size')}, "
+            f"{_ms(runtime.get('cores'))} cores); cores client+server+other {_cores(best)} "
+            f"of {cpus or '?'}"
         )
     on, off = _cell(cells, "medserve", c), _cell(cells, "nobatch", c)
     if on is not None and off is not None:
