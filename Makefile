@@ -118,7 +118,7 @@ compat: $(COMPAT_STAMP) ## Load the export under TF 2.17.1 (session loader) and 
 # model first if $(REPO) has none (train and export reuse earlier work).
 LOADTEST_ARGS ?=
 BENCH_ARGS ?=
-.PHONY: loadtest bench bench-quick tune
+.PHONY: loadtest bench bench-quick bench-readme tune
 
 define loadtest_model
 	@test -d $(REPO)/$(MODEL) || { $(BIN)/medserve train --synthetic --output $(WORK)/model && \
@@ -135,11 +135,11 @@ loadtest: $(STAMP) ## Headless locust on $(REPO) (or HOST=grpc://...): summary.j
 # configs/tuned.pbtxt for every model of $(REPO) (make bench then serves it)
 # and the report $(WORK)/tune/tune.{json,md,png}. TUNE_ARGS passes options on.
 TUNE_ARGS ?=
-tune: $(STAMP) ## Tune the local config under load (<= 8 min): configs/tuned.pbtxt + $(WORK)/tune/
+tune: $(STAMP) ## Tune the local config under load (<= 8 min): configs/tuned.pbtxt, report in work/tune/
 	$(loadtest_model)
 	$(BIN)/medserve tune $(REPO) --model $(MODEL) --out $(WORK)/tune $(TUNE_ARGS)
 
-bench: $(STAMP) ## Benchmark (~15 min, quiet machine): limit, medserve, batching off, naive peer, payloads
+bench: $(STAMP) ## Benchmark (~17 min, quiet machine): limits per runtime, medserve, batching off, INT8, naive and PyTriton peers, payloads
 	$(loadtest_model)
 	$(MAKE) train
 	$(BIN)/python -m medserve_bench.bench --repo $(REPO) --model $(MODEL) \
@@ -150,6 +150,10 @@ bench-quick: $(STAMP) ## Short benchmark (1 round, 3 s cells): same table in loa
 	$(MAKE) train
 	$(BIN)/python -m medserve_bench.bench --quick --repo $(REPO) --model $(MODEL) \
 		--keras-model $(WORK)/model/model.keras --work $(WORK)/bench $(BENCH_ARGS)
+
+bench-readme: $(STAMP) ## Put the last make bench's tables (loadtest/results/bench/bench.json) into README.md and loadtest/README.md
+	$(BIN)/python -m medserve_bench.readme_table loadtest/results/bench/bench.json \
+		--write README.md loadtest/README.md
 
 # Faults done to a real local tritonserver under SDK load (tests/chaos); a short
 # form of the same faults runs in `make test` (tests/integration/test_chaos.py).

@@ -109,6 +109,11 @@ class PeerServer:
         """Base URL of the peer."""
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """Pid of gunicorn's master (the root of its workers), if running."""
+        return self._process.pid if self._process is not None else None
+
     def start(self) -> PeerServer:
         """Start gunicorn and wait until a worker answers ``/health``."""
         self.launch()

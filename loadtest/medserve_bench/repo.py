@@ -22,7 +22,11 @@ One server serves them all, so every variant is measured in the same run:
 - ``<model>_<runtime>``: the export under the local runtime its
   ``configs/local.pbtxt`` does not name (``tensorflow`` or ``onnxruntime``,
   the config parameter ``runtime``), when the export has ``model.onnx``, so
-  both runtimes are served in the same run.
+  both runtimes are served in the same run;
+- ``<model>_int8``: the export served through its ``configs/local-int8.pbtxt``
+  (onnxruntime on ``model_int8.onnx``, written by ``medserve export --int8``)
+  whatever config the server serves the others with, when the export has
+  both, so INT8 and FP32 are served in the same run.
 
 Files are hard-linked where the file system allows (the SavedModels are tens of
 megabytes); the source repository is never modified.
@@ -47,6 +51,9 @@ log = logging.getLogger(__name__)
 SAVEDMODEL_DIRNAME = "model.savedmodel"
 NOBATCH_SUFFIX = "_nobatch"
 FP32_SUFFIX = "_fp32"
+INT8_SUFFIX = "_int8"
+INT8_CONFIG = "local-int8"  # Shared name: the INT8 variant of the local config.
+INT8_ONNX_FILENAME = "model_int8.onnx"
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,7 @@ class BenchModels:
     float32: str | None
     encoded: str | None
     other_runtime: str | None = None
+    int8: str | None = None
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -146,6 +154,35 @@ def _other_runtime(model_dir: Path, config_name: str = "local") -> str | None:
     text_format.Parse(local.read_text(encoding="utf-8"), config)
     used = config.parameters["runtime"].string_value or "tensorflow"
     return "tensorflow" if used == "onnxruntime" else "onnxruntime"
+
+
+def serve_config_as(model_dir: Path, config_name: str, served_name: str) -> None:
+    """Make ``configs/<config_name>.pbtxt`` the one the server reads (``<served_name>.pbtxt``).
+
+    The bench server starts every model with one ``--model-config-name``
+    (``local``, or ``tuned``); serving another config of the same model in the
+    same server means a copy of the model whose served config is that one. The
+    copy's other configs are left as they are (rename them with :func:`edit_configs`).
+
+    Raises:
+        FileNotFoundError: The model has no such config.
+    """
+    chosen = model_dir / "configs" / f"{config_name}.pbtxt"
+    if not chosen.is_file():
+        raise FileNotFoundError(f"{model_dir.name} has no configs/{config_name}.pbtxt")
+    served = model_dir / "configs" / f"{served_name}.pbtxt"
+    text = chosen.read_text(encoding="utf-8")
+    served.unlink(missing_ok=True)  # It may be a hard link to the source repository's file.
+    served.write_text(text, encoding="utf-8")
+
+
+def _has_int8(model_dir: Path) -> bool:
+    versions = sorted(_version_dirs(model_dir), key=lambda p: int(p.name))
+    return (
+        bool(versions)
+        and (versions[-1] / INT8_ONNX_FILENAME).is_file()
+        and (model_dir / "configs" / f"{INT8_CONFIG}.pbtxt").is_file()
+    )
 
 
 def _version_dirs(model_dir: Path) -> list[Path]:
@@ -239,6 +276,12 @@ def write_bench_repo(
         other_runtime = f"{model}_{runtime}"
         copy_tree(dest / model, dest / other_runtime)
         edit_configs(dest / other_runtime, with_runtime(other_runtime, runtime))
+    int8 = None
+    if _has_int8(dest / model):
+        int8 = model + INT8_SUFFIX
+        copy_tree(dest / model, dest / int8)
+        serve_config_as(dest / int8, INT8_CONFIG, config_name)
+        edit_configs(dest / int8, _renamed(int8))
     encoded = contract.encoded_model(model)
     log.info("bench repository %s: %s", dest, sorted(p.name for p in dest.iterdir()))
     return BenchModels(
@@ -247,4 +290,5 @@ def write_bench_repo(
         float32=float32,
         encoded=encoded if (dest / encoded).is_dir() else None,
         other_runtime=other_runtime,
+        int8=int8,
     )

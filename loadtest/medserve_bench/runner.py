@@ -36,6 +36,7 @@ from typing import Any
 import medserve_locust
 from medserve_bench.latency import latency_summary, throughput
 from medserve_client import contract
+from medserve_client.transport import grpc_client_kwargs
 from medserve_locust import options
 from medserve_locust.samples import read_samples
 
@@ -46,6 +47,7 @@ LOCUST_DIR = Path(medserve_locust.__file__).resolve().parent
 SCENARIOS_DIR = LOCUST_DIR / "scenarios"
 SHAPES_DIR = LOCUST_DIR / "shapes"
 PROTOCOLS = ("grpc", "http")
+MANY_SERVERS = "statistics unavailable: the host names several servers; read each one's"
 
 
 def _names(folder: Path) -> list[str]:
@@ -98,15 +100,30 @@ def local_labels(repo: Path, model: str) -> str:
 
 
 def stats_client(protocol: str, host: str) -> Any:
-    """A tritonclient for the statistics API of ``host`` (scheme stripped)."""
-    address = host.split("://", 1)[-1].rstrip("/")
+    """A tritonclient for the health and statistics APIs of ``host``.
+
+    gRPC hosts are dialled as the scenario and the SDK dial them
+    (``grpc_client_kwargs``): a ``dns:///`` or ``ipv4:`` target is balanced.
+    """
     if protocol == "grpc":
         import tritonclient.grpc as grpcclient
 
-        return grpcclient.InferenceServerClient(url=address)
+        return grpcclient.InferenceServerClient(**grpc_client_kwargs(host))
+    address = host.split("://", 1)[-1].rstrip("/")
     import tritonclient.http as httpclient
 
     return httpclient.InferenceServerClient(url=address, ssl=host.startswith("https://"))
+
+
+def names_many_servers(protocol: str, host: str) -> bool:
+    """Whether ``host`` is a gRPC target the SDK balances (``dns:///``, ``ipv4:`` lists).
+
+    Then one statistics client reads whichever server each call reaches, not
+    the whole load: the summary says so instead of reporting one server's share.
+    """
+    if protocol != "grpc":
+        return False
+    return "grpc.service_config" in dict(grpc_client_kwargs(host)["channel_args"])
 
 
 def check_serving(client: Any, host: str, model: str) -> None:
@@ -229,12 +246,13 @@ def run(args: argparse.Namespace) -> int:
         stack.callback(client.close)
         if args.host:
             check_serving(client, host, args.model)
-        before = _snapshot(client)
+        spread = names_many_servers(args.protocol, host)
+        before = MANY_SERVERS if spread else _snapshot(client)
         command = locust_command(args, host, out, labels)
         log.info("running: %s", " ".join(command))
         exit_code = subprocess.run(command, cwd=SCENARIOS_DIR, check=False).returncode
         # Triton counts the last requests after answering them: wait until it has.
-        after = _snapshot(client, settled=True)
+        after = MANY_SERVERS if spread else _snapshot(client, settled=True)
     if isinstance(before, str) or isinstance(after, str):
         server: dict[str, Any] | str = before if isinstance(before, str) else str(after)
     else:

@@ -29,6 +29,7 @@ from chaos.servers import (
     kill_group,
     pending_requests,
     ports_of,
+    restart_server,
     start_server,
 )
 from chaos.settings import Scale, sample_images
@@ -57,7 +58,7 @@ def kill_and_restart(source: Path, work: Path, scale: Scale, *, model: str = "me
                 flowing = load.wait_for_ok(scale.flow_calls)
                 killed_at = time.monotonic()
                 kill_group(server)
-                restarted = start_server(repo, ports=ports, log_path=work / "triton-restart.log")
+                restarted, crashed_starts = restart_server(repo, ports=ports, log_dir=work)
                 outage_s = time.monotonic() - killed_at
                 resumed = load.wait_for_ok(load.tally().ok + scale.flow_calls)
             tally = load.stop()
@@ -75,7 +76,10 @@ def kill_and_restart(source: Path, work: Path, scale: Scale, *, model: str = "me
         failures=tally.failures(),
         examples=tally.examples,
         peak_rss_mb=megabytes(peak),
-        outcome=f"outage {outage_s:.1f} s (deadline {DEADLINE_S:.0f} s); calls resumed",
+        outcome=(
+            f"outage {outage_s:.1f} s (deadline {DEADLINE_S:.0f} s); calls resumed"
+            + "".join(f"; a restart crashed and was started again: {why}" for why in crashed_starts)
+        ),
         criteria={
             "load flowed before the kill": flowing,
             "calls flowed after the restart": resumed,

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medserve.errors import ServerError
 from medserve.local_triton import LocalTriton
 from medserve.model_config import parse_config, to_text
 
@@ -83,6 +84,44 @@ def start_server(
     )
     server.start()
     return server
+
+
+# A supervisor (the kubelet, systemd) starts a crashed server again; so does
+# the restart here. Triton 2.51 has been seen to abort once while starting
+# under heavy CPU load (gRPC "epoll_wait error: Bad file descriptor" in its
+# own log), which has nothing to do with the client behaviour under test.
+RESTART_ATTEMPTS = 3
+
+
+def restart_server(
+    repo: Path, *, ports: dict[str, int], log_dir: Path
+) -> tuple[LocalTriton, list[str]]:
+    """Start a server on ``ports`` as a restart policy would: again if a start crashes.
+
+    Args:
+        repo: The model repository.
+        ports: The ports of the server that went away.
+        log_dir: Where each start writes its log (``triton-restart-N.log``).
+
+    Returns:
+        The ready server and, for each start that crashed first, why it did.
+
+    Raises:
+        ServerError: When every one of ``RESTART_ATTEMPTS`` starts crashed.
+    """
+    crashed: list[str] = []
+    for attempt in range(1, RESTART_ATTEMPTS + 1):
+        try:
+            server = start_server(
+                repo, ports=ports, log_path=log_dir / f"triton-restart-{attempt}.log"
+            )
+        except ServerError as exc:
+            crashed.append(str(exc).splitlines()[0])
+            if attempt == RESTART_ATTEMPTS:
+                raise
+            continue
+        return server, crashed
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def ports_of(server: LocalTriton) -> dict[str, int]:

@@ -13,6 +13,9 @@ the client. Then one server is killed (``kill -9`` of its process group)
 under load, and every call must still return the right answer.
 ``dns:///localhost:PORT`` is exercised against the session server, which also
 serves the explain model.
+The locust gRPC scenario (``loadtest/run``, headless) dials the same list
+with one user: one channel, so only per-request balancing can give both
+servers a share.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import tritonclient.grpc as grpcclient
+from loadtest_process import run_loadtest
 from PIL import Image
 
 from chaos.load import HANG_AFTER_S, LoadRun
@@ -53,6 +57,9 @@ FAIR_SLACK = CALLS // 6
 FLOW_CALLS = 24
 IMAGES = 8
 ATOL = 1e-5
+# The locust run: one user (one channel), long enough for dozens of requests.
+LOCUST_RUN_TIME = "8s"
+LOCUST_MIN_REQUESTS = 12
 
 
 class Pair:
@@ -180,6 +187,31 @@ def test_the_async_client_balances_the_same_target(
     split: list[int] = []
     asyncio.run(send())
     _check_fair(f"AsyncClient round_robin over {pair.target}", split)
+
+
+def test_the_locust_grpc_scenario_spreads_one_users_requests_over_an_ipv4_list(
+    pair: Pair, tmp_path: Path
+) -> None:
+    before = [_inferred(server) for server in pair.servers]
+    code, summary, log = run_loadtest(
+        tmp_path, "--host", pair.target, "--users", "1", "--spawn-rate", "1",
+        "--run-time", LOCUST_RUN_TIME, "--labels", "normal,lesion", timeout_s=180.0,
+    )  # fmt: skip
+    split = [_inferred(server) - count for server, count in zip(pair.servers, before, strict=True)]
+    requests = summary["throughput"]["requests"]
+    print(
+        f"\nlocust classify_grpc, 1 user, {LOCUST_RUN_TIME} over {pair.target}: "
+        f"{requests} requests, inference_count diffs {split}"
+    )  # The closing note's figure.
+    assert code == 0, log[-3000:]
+    assert summary["failures"]["count"] == 0
+    assert requests >= LOCUST_MIN_REQUESTS, summary["throughput"]
+    # The servers count what locust counted, plus the one request in flight at the stop.
+    assert requests <= sum(split) <= requests + 1, (requests, split)
+    # One channel: pick_first (a connection per user) would give one server everything.
+    assert abs(split[0] - split[1]) <= max(2, sum(split) // 6), split
+    # One statistics client would read one of the two: the runner says so instead.
+    assert "several servers" in summary["server"]
 
 
 def test_pick_first_sends_every_call_to_one_server_of_the_list(

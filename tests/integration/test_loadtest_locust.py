@@ -6,29 +6,13 @@ never a speed: throughput and latency come from ``make bench``, not from tests.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from loadtest_process import run_loadtest
 
 pytestmark = pytest.mark.integration
-
-
-def run_loadtest(out: Path, *args: str, timeout_s: float = 90.0) -> tuple[int, dict[str, Any], str]:
-    """Run ``loadtest/run`` with ``args``; return its exit status, summary and output."""
-    done = subprocess.run(
-        [sys.executable, "-m", "medserve_bench.runner", "--out", str(out), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-    summary_path = out / "summary.json"
-    assert summary_path.is_file(), done.stdout[-3000:] + done.stderr[-3000:]
-    return done.returncode, json.loads(summary_path.read_text()), done.stderr
 
 
 def test_loadtest_grpc_smoke_run_has_no_failures_and_a_complete_summary(

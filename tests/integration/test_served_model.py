@@ -130,6 +130,12 @@ def test_concurrent_requests_run_in_fewer_executions_than_inferences(
     inferences, executions = counted.inferences, counted.executions
     assert inferences == len(images)
     assert executions < inferences, f"{inferences} inferences took {executions} executions"
+    # With no queue delay the batcher never forms more than the preferred size
+    # (the runtime's fastest batch), however many requests are queued.
+    batching = client.get_model_config(served_spec.name, as_json=True)["config"]["dynamic_batching"]
+    assert int(batching.get("max_queue_delay_microseconds", 0)) == 0
+    largest = max(int(size) for size in batching["preferred_batch_size"])
+    assert executions >= -(-inferences // largest), f"batches above {largest} images"
 
 
 def test_classification_extension_returns_label_names_from_labels_file(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from k8s_render import Render, render_all
+from k8s_render import Render, found, render_all
 
 
 @pytest.fixture(scope="session")
@@ -23,4 +23,4 @@ def renders(k8s_work: Path) -> dict[str, Render]:
 @pytest.fixture(scope="session")
 def overlay_renders(renders: dict[str, Render]) -> list[Render]:
     """The renders that deploy Triton (every overlay/component combination)."""
-    return [render for render in renders.values() if render.overlay is not None]
+    return found((r for r in renders.values() if r.overlay is not None), "overlay render")

@@ -21,10 +21,11 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -67,6 +68,8 @@ CLIENT_IMAGE_COMPONENT = K8S_DIR / "components" / "client-image"
 NAMESPACE = "medserve"
 RENDER_TIMEOUT_S = 60
 RENDER_WORKERS = 4
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,19 @@ def render_all(work: Path) -> dict[str, Render]:
             path.write_text(text, encoding="utf-8")
             renders[name] = Render(name, overlay, components, _load(text), path)
     return renders
+
+
+def found(items: Iterable[T], what: str) -> list[T]:
+    """``items`` as a list, asserting that there is at least one.
+
+    Policy tests loop over what a filter selects (the ONNX overlays, the
+    renders with tls, every workload); if a renamed kind, object, label or
+    overlay made the filter select nothing, the loop would check nothing and
+    pass.
+    """
+    chosen = list(items)
+    assert chosen, f"no {what} was rendered: was a kind, name, label or overlay renamed?"
+    return chosen
 
 
 def containers(obj: dict[str, Any]) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from k8s_render import (
     TRT_CACHE_DIR,
     Render,
     containers,
+    found,
     pod_spec,
     triton_args,
     volume_holding,
@@ -112,7 +113,7 @@ def test_onnx_overlays_load_the_classifier_and_the_encoded_path_but_not_the_expl
     # The model name the exporter uses unless told otherwise (--name).
     (name,) = [f.default for f in dataclasses.fields(ModelSpec) if f.name == "name"]
     assert isinstance(name, str)
-    for render in (r for r in overlay_renders if r.overlay in ONNX_OVERLAYS):
+    for render in found((r for r in overlay_renders if r.overlay in ONNX_OVERLAYS), "ONNX overlay"):
         loaded = triton_args(render)["load-model"]
         assert loaded == [name, preprocess_model(name), encoded_model(name)], render.name
         assert explain_model(name) not in loaded, render.name
@@ -207,7 +208,7 @@ def test_startup_probe_covers_model_load_and_warm_up_instead_of_a_liveness_delay
 
 
 def test_gpu_overlays_request_one_gpu_on_gpu_nodes(renders: dict[str, Render]) -> None:
-    for render in (r for r in renders.values() if r.overlay in GPU_OVERLAYS):
+    for render in found((r for r in renders.values() if r.overlay in GPU_OVERLAYS), "GPU overlay"):
         resources = triton(render)["resources"]
         assert resources["limits"]["nvidia.com/gpu"] == 1, render.name
         spec = pod_spec(render.one("Deployment", "triton"))
@@ -220,7 +221,8 @@ def test_gpu_overlays_request_one_gpu_on_gpu_nodes(renders: dict[str, Render]) -
 def test_cpu_overlays_have_no_gpu_request_toleration_or_node_selector(
     renders: dict[str, Render],
 ) -> None:
-    for render in (r for r in renders.values() if r.overlay and r.overlay not in GPU_OVERLAYS):
+    cpu = (r for r in renders.values() if r.overlay and r.overlay not in GPU_OVERLAYS)
+    for render in found(cpu, "CPU overlay"):
         spec = pod_spec(render.one("Deployment", "triton"))
         assert "nvidia.com" not in repr(spec), render.name
 
@@ -239,7 +241,7 @@ def test_model_config_names_match_files_the_exporter_writes() -> None:
     model_dir = Path("medcnn")
     # The GPU overlay passes no name: Triton reads what the exporter's "gpu" kind writes.
     assert config_path(model_dir, "gpu") == model_dir / "config.pbtxt"
-    for name in (n for n in CONFIG_NAMES.values() if n is not None):
+    for name in found((n for n in CONFIG_NAMES.values() if n is not None), "config name"):
         assert name in CONFIG_KINDS, f"the exporter writes no {name!r} config"
         assert config_path(model_dir, name) == model_dir / "configs" / f"{name}.pbtxt"
         # The laptop-only Python-backend config must never reach a cluster.
@@ -249,7 +251,7 @@ def test_model_config_names_match_files_the_exporter_writes() -> None:
 def test_gpu_onnx_overlay_caches_tensorrt_engines_on_a_writable_pod_volume(
     renders: dict[str, Render],
 ) -> None:
-    for render in (r for r in renders.values() if r.overlay == "gpu-onnx"):
+    for render in found((r for r in renders.values() if r.overlay == "gpu-onnx"), "gpu-onnx"):
         deployment = render.one("Deployment", "triton")
         mount, volume = volume_holding(deployment, triton(render), TRT_CACHE_DIR)
         assert not mount.get("readOnly", False), render.name
@@ -272,16 +274,19 @@ def test_onnx_gpu_config_caches_tensorrt_engines_where_the_pods_can_write() -> N
 def test_requests_equal_limits_for_cpu_and_memory_in_every_container(
     renders: dict[str, Render],
 ) -> None:
-    for render in renders.values():
-        for obj in render.objects:
-            if obj["kind"] not in {"Deployment", "Job", "Pod"}:
-                continue
-            for container in containers(obj):
-                resources = container["resources"]
-                for resource in ("cpu", "memory"):
-                    request = resources["requests"][resource]
-                    limit = resources["limits"][resource]
-                    assert request == limit, f"{render.name}: {obj['metadata']['name']} {resource}"
+    pods = [
+        (render, obj)
+        for render in renders.values()
+        for obj in render.objects
+        if obj["kind"] in {"Deployment", "Job", "Pod"}
+    ]
+    for render, obj in found(pods, "workload"):
+        for container in containers(obj):
+            resources = container["resources"]
+            for resource in ("cpu", "memory"):
+                request = resources["requests"][resource]
+                limit = resources["limits"][resource]
+                assert request == limit, f"{render.name}: {obj['metadata']['name']} {resource}"
 
 
 def test_model_repository_is_a_read_only_claim_unless_s3_is_used(
@@ -364,7 +369,7 @@ def test_triton_replicas_spread_across_nodes_and_zones(overlay_renders: list[Ren
 def test_tls_component_serves_grpc_over_tls_from_a_mounted_certificate_secret(
     overlay_renders: list[Render],
 ) -> None:
-    for render in (r for r in overlay_renders if "tls" in r.components):
+    for render in found((r for r in overlay_renders if "tls" in r.components), "tls render"):
         args = triton_args(render)
         assert args["grpc-use-ssl"] == ["true"], render.name
         spec = pod_spec(render.one("Deployment", "triton"))
@@ -375,14 +380,14 @@ def test_tls_component_serves_grpc_over_tls_from_a_mounted_certificate_secret(
             assert mount["readOnly"] is True, render.name
             volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
             assert volume["secret"]["secretName"] == "triton-grpc-tls", render.name
-    for render in (r for r in overlay_renders if "tls" not in r.components):
+    for render in found((r for r in overlay_renders if "tls" not in r.components), "plain render"):
         assert "grpc-use-ssl" not in triton_args(render), render.name
 
 
 def test_tls_component_routes_https_through_the_ingress_to_the_http_port(
     overlay_renders: list[Render],
 ) -> None:
-    for render in (r for r in overlay_renders if "tls" in r.components):
+    for render in found((r for r in overlay_renders if "tls" in r.components), "tls render"):
         ingress = render.one("Ingress", "triton")
         hosts = {host for tls in ingress["spec"]["tls"] for host in tls["hosts"]}
         for rule in ingress["spec"]["rules"]:

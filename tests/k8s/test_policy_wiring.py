@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from typing import Any
@@ -14,10 +15,13 @@ from k8s_render import (
     REPO_ROOT,
     Render,
     containers,
+    found,
     matches,
     pod_labels,
     pod_spec,
 )
+
+from medserve_client.transport import grpc_client_kwargs
 
 pytestmark = pytest.mark.k8s
 
@@ -30,6 +34,12 @@ LOCUST_PACKAGE = REPO_ROOT / "loadtest" / "medserve_locust"
 
 def workloads(render: Render) -> list[dict[str, Any]]:
     return [obj for obj in render.objects if obj["kind"] in WORKLOAD_KINDS]
+
+
+def every(renders: dict[str, Render], kinds: set[str]) -> list[tuple[Render, dict[str, Any]]]:
+    """Each object of ``kinds`` in any render, with its render (at least one)."""
+    pairs = [(r, obj) for r in renders.values() for obj in r.objects if obj["kind"] in kinds]
+    return found(pairs, " or ".join(sorted(kinds)))
 
 
 def selected_workloads(render: Render, selector: dict[str, str]) -> list[dict[str, Any]]:
@@ -46,20 +56,18 @@ def test_every_namespaced_object_lands_in_the_medserve_namespace(
 
 
 def test_deployment_selectors_match_their_pod_template_labels(renders: dict[str, Render]) -> None:
-    for render in renders.values():
-        for obj in render.of_kind("Deployment"):
-            assert matches(obj["spec"]["selector"]["matchLabels"], pod_labels(obj)), render.name
+    for render, obj in every(renders, {"Deployment"}):
+        assert matches(obj["spec"]["selector"]["matchLabels"], pod_labels(obj)), render.name
 
 
 def test_services_select_pods_that_expose_their_target_ports(renders: dict[str, Render]) -> None:
-    for render in renders.values():
-        for service in render.of_kind("Service"):
-            pods = selected_workloads(render, service["spec"]["selector"])
-            assert pods, f"{render.name}: Service {service['metadata']['name']} selects nothing"
-            for pod in pods:
-                names = {p["name"] for c in containers(pod) for p in c.get("ports", [])}
-                for port in service["spec"]["ports"]:
-                    assert port["targetPort"] in names, f"{render.name}: {port}"
+    for render, service in every(renders, {"Service"}):
+        pods = selected_workloads(render, service["spec"]["selector"])
+        assert pods, f"{render.name}: Service {service['metadata']['name']} selects nothing"
+        for pod in pods:
+            names = {p["name"] for c in containers(pod) for p in c.get("ports", [])}
+            for port in service["spec"]["ports"]:
+                assert port["targetPort"] in names, f"{render.name}: {port}"
 
 
 def test_http_service_is_cluster_ip_and_grpc_service_is_headless(
@@ -132,8 +140,8 @@ def _policy(render: Render, name: str) -> dict[str, Any]:
     return render.one("NetworkPolicy", name)
 
 
-def test_network_policy_denies_all_traffic_by_default(renders: dict[str, Render]) -> None:
-    for render in (r for r in renders.values() if r.overlay):
+def test_network_policy_denies_all_traffic_by_default(overlay_renders: list[Render]) -> None:
+    for render in overlay_renders:
         deny = _policy(render, "default-deny")
         assert deny["spec"]["podSelector"] == {}, render.name
         assert set(deny["spec"]["policyTypes"]) == {"Ingress", "Egress"}, render.name
@@ -160,15 +168,16 @@ def test_network_policy_admits_clients_to_inference_ports_and_monitoring_to_metr
 
 def test_every_network_policy_selects_pods_of_the_deployment(renders: dict[str, Render]) -> None:
     # The smoke Job is applied beside every overlay; its pods count too.
-    smoke_pods = workloads(renders["smoke"])
-    for render in (r for r in renders.values() if r.overlay):
-        for policy in render.of_kind("NetworkPolicy"):
-            selector = policy["spec"]["podSelector"].get("matchLabels", {})
-            if selector:
-                pods = [
-                    w for w in workloads(render) + smoke_pods if matches(selector, pod_labels(w))
-                ]
-                assert pods, f"{render.name}: {policy['metadata']['name']} selects no pod"
+    smoke_pods = found(workloads(renders["smoke"]), "smoke Job")
+    selecting = [
+        (render, policy)
+        for render, policy in every(renders, {"NetworkPolicy"})
+        if render.overlay and policy["spec"]["podSelector"].get("matchLabels")
+    ]
+    for render, policy in found(selecting, "NetworkPolicy with a pod selector"):
+        selector = policy["spec"]["podSelector"]["matchLabels"]
+        pods = [w for w in workloads(render) + smoke_pods if matches(selector, pod_labels(w))]
+        assert pods, f"{render.name}: {policy['metadata']['name']} selects no pod"
 
 
 def test_in_cluster_clients_carry_the_label_the_network_policy_admits(
@@ -183,31 +192,29 @@ def test_in_cluster_clients_carry_the_label_the_network_policy_admits(
 def test_every_pod_is_non_root_read_only_without_capabilities_or_token(
     renders: dict[str, Render],
 ) -> None:
-    for render in renders.values():
-        for obj in workloads(render):
-            spec = pod_spec(obj)
-            where = f"{render.name}: {obj['kind']}/{obj['metadata']['name']}"
-            assert spec["securityContext"]["runAsNonRoot"] is True, where
-            assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, where
-            assert spec["automountServiceAccountToken"] is False, where
-            for container in containers(obj):
-                context = container["securityContext"]
-                assert context["readOnlyRootFilesystem"] is True, where
-                assert context["allowPrivilegeEscalation"] is False, where
-                assert context["capabilities"] == {"drop": ["ALL"]}, where
-            for volume in spec.get("volumes", []):
-                if "emptyDir" in volume:
-                    assert volume["emptyDir"].get("sizeLimit"), f"{where}: {volume['name']}"
+    for render, obj in every(renders, WORKLOAD_KINDS):
+        spec = pod_spec(obj)
+        where = f"{render.name}: {obj['kind']}/{obj['metadata']['name']}"
+        assert spec["securityContext"]["runAsNonRoot"] is True, where
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        assert spec["automountServiceAccountToken"] is False, where
+        for container in containers(obj):
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True, where
+            assert context["allowPrivilegeEscalation"] is False, where
+            assert context["capabilities"] == {"drop": ["ALL"]}, where
+        for volume in spec.get("volumes", []):
+            if "emptyDir" in volume:
+                assert volume["emptyDir"].get("sizeLimit"), f"{where}: {volume['name']}"
 
 
 def test_no_image_uses_latest_or_an_untagged_reference(renders: dict[str, Render]) -> None:
-    for render in renders.values():
-        for obj in workloads(render):
-            for container in containers(obj):
-                image = container["image"]
-                name, _, tag = image.rpartition(":")
-                assert name and "/" not in tag, f"{render.name}: {image} has no tag"
-                assert tag != "latest", f"{render.name}: {image}"
+    for render, obj in every(renders, WORKLOAD_KINDS):
+        for container in containers(obj):
+            image = container["image"]
+            name, _, tag = image.rpartition(":")
+            assert name and "/" not in tag, f"{render.name}: {image} has no tag"
+            assert tag != "latest", f"{render.name}: {image}"
 
 
 def test_smoke_job_checks_health_then_classifies_through_the_http_service(
@@ -249,4 +256,10 @@ def test_loadtest_component_runs_scenarios_the_client_image_installs(
     master_args = containers(render.one("Deployment", "locust-master"))[0]["args"]
     host = next(a for a in master_args if a.startswith("--host="))
     grpc = render.one("Service", "triton-grpc")
-    assert host == f"--host=grpc://{grpc['metadata']['name']}:{grpc['spec']['ports'][0]['port']}"
+    # gRPC's dns: resolver over the headless Service: every pod, round-robin per request.
+    assert grpc["spec"]["clusterIP"] == "None"
+    fqdn = f"{grpc['metadata']['name']}.{grpc['metadata']['namespace']}.svc.cluster.local"
+    assert host == f"--host=dns:///{fqdn}:{grpc['spec']['ports'][0]['port']}"
+    settings = grpc_client_kwargs(host.split("=", 1)[1])  # What the scenario dials.
+    service_config = json.loads(dict(settings["channel_args"])["grpc.service_config"])
+    assert service_config == {"loadBalancingConfig": [{"round_robin": {}}]}

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from k8s_render import Render
+from k8s_render import Render, found
 from k8s_schemas import crd_validator
 from monitoring_manifests import alerting_rules, hpa_target_average_value, write_rule_file
 from prometheus_tools import promtool
@@ -151,7 +151,7 @@ def test_promtool_unit_tests_fail_for_every_alert_that_never_fires(
         alert["expr"] = "vector(1) == 0"
     status, output = _run_rule_tests(silenced, tmp_path)
     assert status != 0
-    for alert in alerting_rules(prometheus_rule):
+    for alert in found(alerting_rules(prometheus_rule), "alerting rule"):
         assert f"alertname: {alert['alert']}," in output, alert["alert"]
 
 

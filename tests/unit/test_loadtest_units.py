@@ -12,6 +12,7 @@ import pytest
 from medserve_bench import repo as bench_repo
 from medserve_bench import report as bench_report
 from medserve_bench.latency import latency_summary, throughput
+from medserve_bench.ratios import compute_ratios
 from medserve_client.preprocessing import to_model_input
 from medserve_locust.options import LoadOptions
 from medserve_locust.pool import ImagePool
@@ -158,7 +159,8 @@ def test_bench_ratios_are_taken_per_round_and_judged_against_targets() -> None:
     cells = bench_report.aggregate(items)
     assert [c["cell"] for c in cells] == ["medserve@16", "peer@16", "nobatch@16"]
     assert cells[0]["inferences_per_s_by_round"] == [90.0, 80.0]
-    ratios = bench_report.compute_ratios(items, cells, [100.0, 100.0], compare_at=16)
+    limit = {"by_round": [100.0, 100.0], "best_images_per_s": 100.0}
+    ratios = compute_ratios(items, cells, limit, compare_at=16)
     assert ratios["served_vs_limit"]["by_round"] == [0.9, 0.8]
     assert ratios["medserve_vs_peer"]["by_round"] == [9.0, 4.0]
     assert ratios["batching_on_vs_off"]["value"] == pytest.approx(1.5)
@@ -235,3 +237,15 @@ def test_runner_forwards_every_declared_option_to_locust_once(tmp_path: Path) ->
     files = command[command.index("-f") + 1].split(",")
     assert [Path(f).name for f in files] == ["classify_http.py", "step_ramp.py"]
     assert all(Path(f).is_file() for f in files)
+
+
+def test_runner_refuses_a_host_the_sdk_refuses_with_exit_2_and_no_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medserve_bench import runner
+
+    # main() installs a SIGTERM handler; not in pytest's own process.
+    monkeypatch.setattr(runner.signal, "signal", lambda *_: None)
+    assert runner.main(["--host", "dns:///a:1,b:1", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "list addresses with ipv4:" in err and "Traceback" not in err

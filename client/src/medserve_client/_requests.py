@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from medserve_client._core import build_endpoint
 from medserve_client._errors import InferenceError
 from medserve_client._models import TLS
 from medserve_client._transport import Endpoint, InferCall, InferReply, grpc_headers, mapped
@@ -251,6 +252,31 @@ def grpc_channel_kwargs(endpoint: Endpoint) -> dict[str, Any]:
         "certificate_chain": opt_path(tls.certificate_chain),
         "channel_args": grpc_channel_args() + grpc_balancing_args(endpoint),
     }
+
+
+def grpc_client_kwargs(
+    url: str, *, tls: TLS | None = None, load_balancing: str | None = None
+) -> dict[str, Any]:
+    """``InferenceServerClient(**kwargs)`` arguments that dial ``url`` as the SDK's clients do.
+
+    For code that must call tritonclient itself (the locust scenario times
+    each ``infer``): the same URL rules (``grpc://``, ``grpcs://``, ``dns:///``,
+    ``ipv4:`` lists, default port) and the same channel options, including
+    ``round_robin`` for a target that names many servers.
+
+    Raises:
+        InvalidInputError: ``url`` is no gRPC address or target, or the policy is unknown.
+    """
+    endpoint = build_endpoint(
+        url,
+        protocol="grpc",
+        timeout_s=None,
+        tls=tls,
+        headers=None,
+        bearer_token=None,
+        load_balancing=load_balancing,
+    )
+    return {"url": endpoint.url, **grpc_channel_kwargs(endpoint)}
 
 
 def opt_path(value: object) -> str | None:

@@ -17,9 +17,13 @@ memory registration, close. A transport maps its own errors to
 :mod:`medserve_client.exceptions` (the real ones do so with
 ``medserve_client.transport.mapped``). The client builds every request and
 reads every answer itself; a transport only carries them.
+:func:`grpc_client_kwargs` gives code that calls ``tritonclient.grpc`` itself
+the SDK's URL rules and channel options (``dns:///``/``ipv4:`` targets balanced
+``round_robin``).
 """
 
 from medserve_client._async_transports import AsyncTransport
+from medserve_client._requests import grpc_client_kwargs
 from medserve_client._transport import (
     Endpoint,
     InferCall,
@@ -36,5 +40,6 @@ __all__ = [
     "InferReply",
     "OutputSpec",
     "Transport",
+    "grpc_client_kwargs",
     "mapped",
 ]

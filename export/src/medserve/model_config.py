@@ -78,7 +78,11 @@ RUNTIMES: tuple[Runtime, ...] = ("tensorflow", "onnxruntime")
 # machine (2026-11-28, `python -m medserve_bench.inprocess <v>/model.savedmodel`
 # and `<v>/model.onnx`, reference 224x224 CNN, batch 1..16, 2 threads each)
 # TensorFlow 2.21 reached 45-49 images/s at its best batch and onnxruntime 1.28
-# 27-35, in every run; see the README, "Two runtimes".
+# 27-35, in every run; see the README, "Two runtimes". Re-measured 2026-11-29,
+# same commands alternating TF / onnxruntime, three rounds, load average 10-12:
+# TensorFlow best 39, 37, 31 images/s, onnxruntime best 29, 26, 22 (TensorFlow
+# ahead in every round again; onnxruntime with spinning pool threads was no
+# faster). The other runtime stays one parameter away (`medserve tune` tries it).
 LOCAL_RUNTIME: Runtime = "tensorflow"
 # The batch configs/local.pbtxt forms: each runtime's fastest in-process batch
 # on the 2-core development machine (README "Measure", `make bench` limit sweep

@@ -26,13 +26,11 @@ from typing import Any
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from medserve.model_config import LOCAL_PREFERRED_BATCH_SIZES
+from medserve.model_config import LOCAL_PREFERRED_BATCH_SIZES, RUNTIME_PARAMETER
+from medserve.spec import ONNX_FILENAME
+from medserve.triton_backend.served_config import ONNX_FILE_PARAMETER
+from medserve.triton_backend.threads import INTER_OP_PARAMETER, INTRA_OP_PARAMETER
 
-RUNTIME_PARAMETER = "runtime"
-ONNX_FILE_PARAMETER = "onnx_file"
-INTRA_OP_PARAMETER = "intra_op_threads"
-INTER_OP_PARAMETER = "inter_op_threads"
-DEFAULT_ONNX_FILE = "model.onnx"
 INT8_ONNX_FILE = "model_int8.onnx"
 # How the dynamic batcher is told which batch sizes to aim for.
 PREFERRED_POLICIES = ("none", "max", "quarters", "runtime")
@@ -197,7 +195,7 @@ def _set_parameter(config: mc.ModelConfig, key: str, value: object | None) -> No
 def runtime_choices(version_dir: Path) -> list[RuntimeChoice]:
     """The runtimes the newest version can run: its SavedModel and whichever ONNX files exist."""
     choices = [TENSORFLOW]
-    if (version_dir / DEFAULT_ONNX_FILE).is_file():
+    if (version_dir / ONNX_FILENAME).is_file():
         choices.append(ONNXRUNTIME)
     if (version_dir / INT8_ONNX_FILE).is_file():
         choices.append(ONNXRUNTIME_INT8)

@@ -31,7 +31,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from medserve.model_config import parse_config, to_text
 from medserve.repository import write_text_atomic
-from medserve_bench.tune.space import INTER_OP_PARAMETER, INTRA_OP_PARAMETER, Candidate
+from medserve.triton_backend.threads import INTER_OP_PARAMETER, INTRA_OP_PARAMETER
+from medserve_bench.tune.space import Candidate
 from medserve_client import contract
 
 log = logging.getLogger(__name__)

@@ -4,6 +4,8 @@ Usage::
 
     locust -f loadtest/medserve_locust/scenarios/classify_grpc.py --host grpc://127.0.0.1:8001 \\
         --headless -u 16 -r 16 -t 60s --batch-size 1 --input-mode uint8
+    locust -f loadtest/medserve_locust/scenarios/classify_grpc.py \\
+        --host dns:///triton-grpc.medserve.svc.cluster.local:8001     # every pod, per request
     cd loadtest/medserve_locust && locust -f scenarios/classify_grpc.py,shapes/step_ramp.py \\
         --host grpc://triton:8001
     loadtest/run --protocol grpc          # local Triton, summary.json with exact percentiles
@@ -15,6 +17,14 @@ checks the answer (shape, probabilities summing to 1, a known label) and fires
 locust's ``request`` event with the measured latency, the response size and
 the exception: a wrong answer is a failure. Tensor names, image size and class
 count come from the server's model metadata.
+
+``--host`` takes what the SDK takes (``grpc_client_kwargs`` of
+``medserve_client.transport``, the same rules and channel options):
+``host:port``, ``grpc://``, ``grpcs://``, or gRPC's own targets
+``dns:///host:port`` (a headless Service) and ``ipv4:a:p,b:p``. A target
+that names many servers is balanced ``round_robin``: each user's channel
+connects to every server and spreads its requests over them one by one, not
+one connection per user pinned to a pod.
 
 gRPC runs under gevent here: ``grpc.experimental.gevent.init_gevent()`` is
 called before any channel exists, so a blocking call yields to the other users
@@ -36,6 +46,7 @@ import gevent
 import tritonclient.grpc as grpcclient
 from locust import User, constant, events, task
 
+from medserve_client.transport import grpc_client_kwargs
 from medserve_locust import users
 
 users.install(events)
@@ -49,11 +60,14 @@ def _refresh_loop_clock(**_: Any) -> None:
     gevent.get_hub().loop.update_now()
 
 
-def grpc_url(host: str | None) -> str:
-    """``host:port`` for tritonclient from locust's ``--host`` (scheme optional)."""
+def channel_settings(host: str | None) -> dict[str, Any]:
+    """``InferenceServerClient`` arguments for locust's ``--host``, as the SDK dials it."""
     if not host:
-        raise ValueError("set --host to Triton's gRPC address, e.g. grpc://127.0.0.1:8001")
-    return host.split("://", 1)[-1].rstrip("/")
+        raise ValueError(
+            "set --host to Triton's gRPC address, e.g. grpc://127.0.0.1:8001 or "
+            "dns:///triton-grpc.medserve.svc.cluster.local:8001"
+        )
+    return grpc_client_kwargs(host)
 
 
 class TritonGrpcUser(User):
@@ -63,8 +77,9 @@ class TritonGrpcUser(User):
 
     def on_start(self) -> None:
         """Open this user's channel and load the shared pool and target."""
-        url = grpc_url(self.host)
-        self.client = grpcclient.InferenceServerClient(url=url)
+        settings = channel_settings(self.host)
+        url = settings["url"]
+        self.client = grpcclient.InferenceServerClient(**settings)
         try:
             self.work = users.Workload.prepare(
                 self.environment,

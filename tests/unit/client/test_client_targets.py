@@ -110,6 +110,21 @@ def test_the_channel_gets_the_policy_as_its_default_service_config() -> None:
     assert balanced["grpc.max_reconnect_backoff_ms"] <= 1000
 
 
+def test_raw_tritonclient_settings_follow_the_clients_url_rules_and_channel_options() -> None:
+    import tritonclient.grpc as grpcclient
+
+    from medserve_client.transport import grpc_client_kwargs
+
+    target = "ipv4:10.0.0.7:8001,10.0.0.8:8001"
+    settings = grpc_client_kwargs(target)
+    assert settings == {"url": target, **grpc_channel_kwargs(Client(target).endpoint)}
+    assert grpc_client_kwargs("grpc://triton")["url"] == "triton:8001"
+    assert "grpc.service_config" not in dict(grpc_client_kwargs("triton")["channel_args"])
+    grpcclient.InferenceServerClient(**settings).close()  # Every key is one it takes.
+    with pytest.raises(InvalidInputError, match="implies protocol 'http'"):
+        grpc_client_kwargs("https://triton")
+
+
 def test_tls_to_an_address_list_needs_the_certificates_server_name() -> None:
     with pytest.raises(InvalidInputError, match=r"needs TLS\(server_name=...\)"):
         Client("ipv4:10.0.0.7:8001,10.0.0.8:8001", tls=TLS(root_certificates="ca.pem"))
