@@ -27,11 +27,11 @@ from typing import Any
 from tritonclient.grpc import model_config_pb2 as mc
 
 from medserve.model_config import LOCAL_PREFERRED_BATCH_SIZES, RUNTIME_PARAMETER
-from medserve.spec import ONNX_FILENAME
+from medserve.spec import INT8_FILENAME, ONNX_FILENAME
 from medserve.triton_backend.served_config import ONNX_FILE_PARAMETER
 from medserve.triton_backend.threads import INTER_OP_PARAMETER, INTRA_OP_PARAMETER
 
-INT8_ONNX_FILE = "model_int8.onnx"
+INT8_ONNX_FILE = INT8_FILENAME  # medserve export --int8
 # How the dynamic batcher is told which batch sizes to aim for.
 PREFERRED_POLICIES = ("none", "max", "quarters", "runtime")
 QUEUE_DELAYS_US = (0, 500, 2000, 8000)
