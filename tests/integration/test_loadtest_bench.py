@@ -1,8 +1,9 @@
-"""bench-quick's machinery, run for real on the tiny model: servers, peers, limits, table.
+"""bench-quick's machinery, run for real on a small model: servers, peers, limits, table.
 
 Durations are tiny and nothing here asserts a speed: the test checks that every
 cell was measured with validated answers (the PyTriton peer really started and
-answered), that the in-process limit covers every runtime, that each cell
+answered), that the in-process limit covers every runtime (INT8 included: the
+model is the small trained one exported with ``--int8``), that each cell
 carries the CPU time of the load generator and of its server, and that the
 outputs are well formed with a row for every issue-13 target.
 """
@@ -16,41 +17,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from int8_model import Int8Export
 
 from medserve.model_config import LOCAL_RUNTIME
-from medserve.spec import ModelSpec
 
 pytestmark = pytest.mark.integration
 
-# The float32 cell is left out here: it needs a bench-only TensorFlow export and
-# one more backend stub (half a minute on 2 cores); its config edit is unit-tested.
+# The model: ``int8_export`` (trained, exported with --int8), so INT8 is limited
+# in process and served (its local-int8 config). The float32 cell is left out
+# here: it needs a bench-only TensorFlow export and one more backend stub (half
+# a minute on 2 cores); its config edit is unit-tested.
 # The exported repository has model.onnx, so the classifier is also served
 # under the local runtime configs/local.pbtxt does not name.
 _OTHER_RUNTIME = "tensorflow" if LOCAL_RUNTIME == "onnxruntime" else "onnxruntime"
 # The PyTriton peer at 2 and 4 in flight, and medserve under the same raw load.
 EXPECTED_CELLS = [
-    "medserve@1", "medserve@2", "nobatch@2", f"runtime {_OTHER_RUNTIME}@2", "peer@2",
+    "medserve@1", "medserve@2", "nobatch@2", f"runtime {_OTHER_RUNTIME}@2", "int8@2", "peer@2",
     "pytriton@2", "pytriton@4", "payload uint8@2", "payload uint8@4", "payload encoded@2",
 ]  # fmt: skip
 TARGET_ROWS = 8  # Every issue-13 target, measured or not.
 
 
-@pytest.fixture(scope="module")
-def keras_model(served_spec: ModelSpec, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The Keras model ``served_repo`` was exported from (same builder, same seed)."""
-    from medserve.model import build_reference_cnn
-
-    model = build_reference_cnn(
-        served_spec.input_shape, served_spec.num_classes, filters=(4, 8, 8), dense_units=8, seed=0
-    )
-    path = tmp_path_factory.mktemp("bench_keras") / "model.keras"
-    model.save(path)
-    return path
-
-
 def test_bench_quick_measures_every_cell_and_writes_table_json_and_plot(
-    served_repo: Path, keras_model: Path, tmp_path: Path
+    int8_export: Int8Export, tmp_path: Path
 ) -> None:
+    served_repo, keras_model = int8_export.repo, int8_export.model_path
     out = tmp_path / "results"
     done = subprocess.run(
         [
@@ -96,7 +87,8 @@ def test_bench_quick_measures_every_cell_and_writes_table_json_and_plot(
     # Both runtimes measured in process (the tiny export has no INT8 model);
     # the limit is the best of them, and each has its CPU per image.
     runtimes = limit["runtimes"]
-    assert sorted(name.split()[0] for name in runtimes) == ["onnxruntime", "tensorflow"]
+    assert sorted(name.split()[0] for name in runtimes) == ["onnxruntime"] * 2 + ["tensorflow"]
+    assert sum(name.endswith(" int8") for name in runtimes) == 1
     assert limit["by_runtime"][limit["best_runtime"]] == max(limit["by_runtime"].values())
     assert all(r["cpu_ms_per_image"] > 0 for r in runtimes.values())
     assert cells[f"runtime {_OTHER_RUNTIME}@2"]["server_inferences_per_execution"] >= 1.0
@@ -106,9 +98,11 @@ def test_bench_quick_measures_every_cell_and_writes_table_json_and_plot(
         assert ratios[name]["value"] > 0 and isinstance(ratios[name]["met"], bool), name
         assert ("queue" if name == "p99_vs_p50" else "ms CPU/image") in ratios[name]["cause"]
     assert ratios["medserve_vs_pytriton"]["p99_ms"]["peer"] > 0
-    # Rows with nothing measured in this run say so instead of disappearing.
-    assert ratios["int8_vs_fp32_served"]["value"] is None
-    assert "medserve export --int8" in ratios["int8_vs_fp32_served"]["note"]
+    # INT8 served against the best FP32 cell, and in process against onnxruntime FP32.
+    assert ratios["int8_vs_fp32_served"]["value"] > 0
+    assert isinstance(ratios["int8_vs_fp32_served"]["met"], bool)
+    assert ratios["limit_int8_vs_fp32"]["value"] > 0
+    assert cells["int8@2"]["server_inferences_per_execution"] >= 1.0
     assert "encoded_vs_uint8" in ratios
     # The SDK rows come from medserve_bench.sdk_speed, run on the same server.
     for name in ("sdk_blocking_vs_plain", "sdk_async_vs_plain"):
@@ -117,8 +111,8 @@ def test_bench_quick_measures_every_cell_and_writes_table_json_and_plot(
 
     table = (out / "bench.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ")]
-    # Runtimes, cells and targets: header, separator and one row each; then one other ratio.
-    assert len(rows) == (2 + len(runtimes)) + (2 + len(EXPECTED_CELLS)) + (2 + TARGET_ROWS) + 3
+    # Runtimes, cells and targets: header, separator and one row each; then two other ratios.
+    assert len(rows) == (2 + len(runtimes)) + (2 + len(EXPECTED_CELLS)) + (2 + TARGET_ROWS) + 4
     cell_rows = rows[2 + len(runtimes) : 4 + len(runtimes) + len(EXPECTED_CELLS)]
     assert all(row.count("|") == cell_rows[0].count("|") for row in cell_rows)
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
