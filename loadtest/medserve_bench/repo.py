@@ -44,6 +44,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+from medserve.model_config import ONNX_FILE_PARAMETER, RUNTIME_PARAMETER
 from medserve_client import contract
 
 log = logging.getLogger(__name__)
@@ -118,10 +119,19 @@ def without_batching(name: str) -> Callable[[model_config_pb2.ModelConfig], None
 
 
 def as_float32(name: str) -> Callable[[model_config_pb2.ModelConfig], None]:
-    """An edit that renames the model and declares its image input (and warm-up) FP32."""
+    """An edit that renames the model and declares its image input (and warm-up) FP32.
+
+    The float32 artifact is a SavedModel written for the benchmark, so the
+    copy runs TensorFlow whatever runtime (onnxruntime, INT8) the served
+    config names: no ONNX file of the export takes float32 pixels.
+    """
 
     def edit(config: model_config_pb2.ModelConfig) -> None:
         config.name = name
+        if config.backend == "python":
+            config.parameters[RUNTIME_PARAMETER].string_value = "tensorflow"
+            if ONNX_FILE_PARAMETER in config.parameters:
+                del config.parameters[ONNX_FILE_PARAMETER]
         for tensor in config.input:
             if tensor.data_type == model_config_pb2.TYPE_UINT8:
                 tensor.data_type = model_config_pb2.TYPE_FP32

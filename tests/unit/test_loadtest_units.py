@@ -221,6 +221,20 @@ def test_float32_edit_declares_the_image_input_and_its_warm_up_fp32() -> None:
     assert config.HasField("dynamic_batching")  # only the payload changes
 
 
+def test_float32_edit_runs_tensorflow_when_the_served_config_names_onnx_int8() -> None:
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    config = text_format.Parse(LOCAL_CONFIG, model_config_pb2.ModelConfig())
+    config.backend = "python"
+    config.parameters["runtime"].string_value = "onnxruntime"
+    config.parameters["onnx_file"].string_value = "model_int8.onnx"
+    bench_repo.as_float32("medcnn_fp32")(config)
+    # The float32 SavedModel is the only artifact that takes float pixels.
+    assert config.parameters["runtime"].string_value == "tensorflow"
+    assert "onnx_file" not in config.parameters
+
+
 def test_runner_forwards_every_declared_option_to_locust_once(tmp_path: Path) -> None:
     from medserve_bench import runner
     from medserve_locust import options
